@@ -1,0 +1,41 @@
+"""Command line of the agent: argparse only; each subcommand lives in opsagent/commands/.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from opsagent import __version__
+
+# Each module provides `register(subparsers) -> None`, adding its subparser(s) with
+# `set_defaults(func=callable(args) -> int)`. Appending a module here is the only wiring needed.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opsagent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    version = sub.add_parser("version", help="print the version and exit")
+    version.set_defaults(func=lambda _args: (print(f"opsagent {__version__}"), 0)[1])
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

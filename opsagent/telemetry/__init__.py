@@ -1,0 +1,1 @@
+"""Telemetry: JSON-lines logging and the prometheus_client registry every component reports into."""
