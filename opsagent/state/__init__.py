@@ -1,0 +1,1 @@
+"""Durable agent state kept under the agent's state directory (never in watched log dirs)."""
