@@ -14,7 +14,9 @@ from opsagent import __version__
 
 # Each module provides `register(subparsers) -> None`, adding its subparser(s) with
 # `set_defaults(func=callable(args) -> int)`. Appending a module here is the only wiring needed.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "opsagent.commands.rotate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

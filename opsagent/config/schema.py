@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 
 from opsagent.config.loader import load_toml
+from opsagent.rotation.config import RotateConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class NodeConfig:
     """Node identity; empty values are taken from the downward-API environment at start
-    (NODE_NAME, POD_NAME, POD_NAMESPACE) by the command that wires the agent, never by components."""
+    (NODE_NAME, POD_NAME, POD_NAMESPACE) by the command that wires the agent, not by components."""
 
     name: str = ""
     pod: str = ""
@@ -39,6 +40,7 @@ class AgentConfig:
     node: NodeConfig = dataclasses.field(default_factory=NodeConfig)
     telemetry: TelemetryConfig = dataclasses.field(default_factory=TelemetryConfig)
     # Job sections are added below by their components, one line each.
+    rotate: list[RotateConfig] = dataclasses.field(default_factory=list)
 
 
 def load(path: str) -> AgentConfig:

@@ -1,0 +1,318 @@
+"""Rotation decisions as a pure function: (directory snapshots + policy + time + state) -> plan.
+
+Nothing here touches the disk or a clock; the executor carries out the plan and the next pass
+re-plans from a fresh snapshot, so a plan only needs to be right for the snapshot it was made from.
+Order inside a plan: clean temps, finish interrupted compressions, rotate, compress, expire
+(keep / max age), then quota (soft: compress, then delete oldest archives; hard: delete archives
+even if undelivered, then the configured last resort on active files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from opsagent.rotation.config import RotateConfig
+from opsagent.rotation.naming import ZST, Name, archive_name, classify, sort_key, stamp_time
+
+NAME_MAX = 255
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One regular file in a snapshot (non-regular entries are never in a snapshot)."""
+
+    name: str
+    size: int
+    alloc: int        # allocated bytes (st_blocks * 512): what the quota counts
+    mtime: float
+    nlink: int = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DirSnapshot:
+    path: str
+    entries: tuple[Entry, ...]
+    skipped: tuple[tuple[str, str], ...] = ()   # (name, reason) of names we refuse to touch
+
+
+ActionKind = Literal["remove_temp", "finish_compress", "rotate", "compress", "delete", "truncate"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Action:
+    kind: ActionKind
+    directory: str
+    name: str
+    reason: str
+    target: str = ""                 # rotate: archive name; compress: the .zst name
+    method: str = ""                 # rotate: "rename" | "copytruncate"
+    undelivered_bytes: int = 0       # bytes the forwarder had not delivered (forced actions)
+
+    def describe(self) -> str:
+        tgt = f" -> {self.target!r}" if self.target else ""
+        return f"{self.kind} {os.path.join(self.directory, self.name)!r}{tgt}: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Breach:
+    """The quota group is over a limit even after everything the plan may do."""
+
+    group: str
+    limit: Literal["soft", "hard"]
+    usage: int
+    limit_bytes: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...]
+    usage: Mapping[str, int]          # quota group -> allocated bytes before the plan
+    breaches: tuple[Breach, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _File:
+    directory: str
+    entry: Entry
+    role: Name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Arch:
+    directory: str
+    active: str
+    name: str
+    size: int
+    alloc: int
+    compressed: bool
+    stamp: str
+    seq: int
+    fresh: bool = False   # created by this plan's rotation
+
+    def path(self) -> str:
+        return os.path.join(self.directory, self.name)
+
+
+def _path(f: _File) -> str:
+    return os.path.join(f.directory, f.entry.name)
+
+
+def _period_start(t: float, every: str) -> float:
+    step = 3600.0 if every == "hourly" else 86400.0
+    return t - (t % step)
+
+
+def plan(
+    snapshots: Sequence[DirSnapshot],
+    cfg: RotateConfig,
+    now: float,
+    *,
+    last_rotated: Mapping[str, float] | None = None,
+    undelivered: Mapping[str, int] | None = None,
+    group_of: Mapping[str, str] | None = None,
+) -> Plan:
+    """Decide what to do with `snapshots` under `cfg` at time `now`.
+
+    last_rotated: path of an active log -> time of its last rotation (from the rotation state);
+        used by time-based rotation. An active log without an entry rotates when its newest
+        archive is from an earlier period, or, with no archive, never on time alone (the
+        executor records when it first saw the file).
+    undelivered: path -> bytes not yet delivered by the forwarder; such files are not compressed,
+        rotated by copytruncate, or deleted unless the hard limit forces it.
+    group_of: directory path -> quota group name (per pod); default: each directory its own group.
+    """
+    last_rotated = last_rotated or {}
+    undelivered = undelivered or {}
+    group_of = group_of or {}
+    actions: list[Action] = []
+    skipped: list[tuple[str, str]] = []
+    groups: dict[str, list[_File]] = {}
+    usage: dict[str, int] = {}
+
+    for snap in snapshots:
+        skipped.extend((os.path.join(snap.path, n), r) for n, r in snap.skipped)
+        group = group_of.get(snap.path, snap.path)
+        files = groups.setdefault(group, [])
+        names = {e.name for e in snap.entries}
+        for e in snap.entries:
+            role = classify(e.name, cfg.include, cfg.exclude)
+            if role is None:
+                continue
+            if e.nlink != 1:
+                skipped.append((os.path.join(snap.path, e.name), "has more than one hard link"))
+                continue
+            usage[group] = usage.get(group, 0) + e.alloc
+            if role.kind == "temp":
+                actions.append(Action("remove_temp", snap.path, e.name, "leftover temporary file"))
+                continue
+            if role.kind == "archive" and e.name + ZST in names:
+                actions.append(Action("finish_compress", snap.path, e.name,
+                                      "compressed copy exists; verify it and remove the original",
+                                      target=e.name + ZST))
+                continue
+            files.append(_File(snap.path, e, role))
+
+    breaches: list[Breach] = []
+    for group, files in groups.items():
+        g_actions, g_breaches = _plan_group(group, files, cfg, now, last_rotated, undelivered,
+                                            usage.get(group, 0))
+        actions.extend(g_actions)
+        breaches.extend(g_breaches)
+    return Plan(tuple(actions), usage, tuple(breaches), tuple(skipped))
+
+
+def _plan_group(
+    group: str,
+    files: list[_File],
+    cfg: RotateConfig,
+    now: float,
+    last_rotated: Mapping[str, float],
+    undelivered: Mapping[str, int],
+    usage: int,
+) -> tuple[list[Action], list[Breach]]:
+    actions: list[Action] = []
+    taken: dict[str, set[str]] = {}
+    archives: dict[tuple[str, str], list[_File]] = {}   # (dir, active) -> archives, oldest first
+    for f in files:
+        taken.setdefault(f.directory, set()).add(f.entry.name)
+        if f.role.kind != "active":
+            archives.setdefault((f.directory, f.role.active), []).append(f)
+    for lst in archives.values():
+        lst.sort(key=lambda f: sort_key(f.role))
+
+    # 1. Rotation of active logs.
+    new_archives: dict[tuple[str, str], str] = {}
+    for f in files:
+        if f.role.kind != "active" or f.entry.size == 0:
+            continue
+        reason = _rotation_reason(f, cfg, now, last_rotated.get(_path(f)),
+                                  archives.get((f.directory, f.entry.name), []))
+        if not reason:
+            continue
+        if cfg.method == "copytruncate" and undelivered.get(_path(f), 0):
+            # Truncating would destroy bytes the forwarder still has to read.
+            reason_skip = f"{reason}, but {undelivered[_path(f)]} bytes are not yet delivered"
+            actions.append(Action("rotate", f.directory, f.entry.name, reason_skip, method="skip"))
+            continue
+        target = archive_name(f.entry.name, now, taken[f.directory])
+        if len(os.fsencode(target + ZST)) > NAME_MAX:
+            actions.append(Action("rotate", f.directory, f.entry.name,
+                                  "name too long to add an archive suffix", method="skip"))
+            continue
+        taken[f.directory].add(target)
+        new_archives[(f.directory, f.entry.name)] = target
+        actions.append(Action("rotate", f.directory, f.entry.name, reason, target=target,
+                              method=cfg.method))
+
+    # Archives after this plan's rotations, oldest first, as (directory, name, size, alloc, path).
+    live: list[_Arch] = []
+    for (d, active), lst in archives.items():
+        for f in lst:
+            live.append(_Arch(d, active, f.entry.name, f.entry.size, f.entry.alloc,
+                              f.role.kind == "compressed", f.role.stamp, f.role.seq))
+    for (d, active), target in new_archives.items():
+        # The rotated file carries the active file's size (rename) or a copy of it (copytruncate).
+        src = next(f for f in files if f.directory == d and f.entry.name == active)
+        live.append(_Arch(d, active, target, src.entry.size, src.entry.alloc, False,
+                          target[len(active) + 1:len(active) + 16], 1 << 20, fresh=True))
+
+    # 2. Retention: keep N per active log, max age.
+    doomed: set[tuple[str, str]] = set()
+    per_active: dict[tuple[str, str], list[_Arch]] = {}
+    for a in live:
+        per_active.setdefault((a.directory, a.active), []).append(a)
+    for arch_list in per_active.values():
+        arch_list.sort(key=lambda a: (a.stamp, a.seq))
+        if cfg.keep:
+            for a in arch_list[: max(0, len(arch_list) - cfg.keep)]:
+                if not a.fresh:
+                    doomed.add((a.directory, a.name))
+                    actions.append(_delete(a, f"more than keep={cfg.keep} archives", undelivered))
+        if cfg.max_age_secs:
+            for a in arch_list:
+                if (a.directory, a.name) in doomed or a.fresh:
+                    continue
+                if now - stamp_time(a.stamp) > cfg.max_age_secs:
+                    doomed.add((a.directory, a.name))
+                    actions.append(_delete(a, f"older than max_age_secs={cfg.max_age_secs:g}",
+                                           undelivered))
+
+    # 3. Compression of what survives.
+    remaining = [a for a in live if (a.directory, a.name) not in doomed]
+    usage_after = usage - sum(a.alloc for a in live if (a.directory, a.name) in doomed)
+    over_soft = bool(cfg.soft_limit) and usage_after > cfg.soft_limit
+    newest = {k: max(v, key=lambda a: (a.stamp, a.seq)).name for k, v in per_active.items()}
+    compressing: set[str] = set()
+    if cfg.compress or over_soft:
+        for a in remaining:
+            if a.compressed:
+                continue
+            if cfg.delay_compress and newest[(a.directory, a.active)] == a.name and not over_soft:
+                continue
+            und = undelivered.get(a.path(), 0) + (
+                undelivered.get(os.path.join(a.directory, a.active), 0) if a.fresh else 0)
+            if und and not (cfg.hard_limit and usage_after > cfg.hard_limit):
+                continue
+            compressing.add(a.name)
+            why = "over the soft quota" if over_soft and not cfg.compress else "compress archive"
+            actions.append(Action("compress", a.directory, a.name, why, target=a.name + ZST,
+                                  undelivered_bytes=und))
+
+    # 4. Quota. Compression savings are unknown until done: the next pass sees them, so the soft
+    # limit deletes only when nothing is left to compress; the hard limit does not wait.
+    breaches: list[Breach] = []
+    if not cfg.soft_limit or usage_after <= cfg.soft_limit:
+        return actions, breaches
+    hard = cfg.hard_limit
+    over_hard = bool(hard) and usage_after > hard
+    if compressing and not over_hard:
+        return actions, breaches
+    target_bytes = cfg.soft_limit
+    for a in sorted(remaining, key=lambda a: (a.stamp, a.seq)):
+        if usage_after <= target_bytes:
+            break
+        if a.fresh:
+            continue
+        und = undelivered.get(a.path(), 0)
+        if und and not (hard and usage_after > hard):
+            continue
+        usage_after -= a.alloc
+        actions.append(_delete(a, f"quota: group usage over {target_bytes} bytes", undelivered))
+    if usage_after > target_bytes:
+        breaches.append(Breach(group, "soft", usage_after, target_bytes))
+    if hard and usage_after > hard:
+        breaches.append(Breach(group, "hard", usage_after, hard))
+        if cfg.hard_action == "truncate":
+            actives = sorted((f for f in files if f.role.kind == "active" and f.entry.alloc),
+                             key=lambda f: -f.entry.alloc)
+            for f in actives:
+                if usage_after <= hard:
+                    break
+                if (f.directory, f.entry.name) in new_archives:
+                    continue  # being rotated away in this plan already
+                usage_after -= f.entry.alloc
+                actions.append(Action("truncate", f.directory, f.entry.name,
+                                      f"hard quota {hard} bytes exceeded after deleting archives",
+                                      undelivered_bytes=undelivered.get(_path(f), 0)))
+    return actions, breaches
+
+
+def _delete(a: _Arch, reason: str, undelivered: Mapping[str, int]) -> Action:
+    return Action("delete", a.directory, a.name, reason,
+                  undelivered_bytes=undelivered.get(a.path(), 0))
+
+
+def _rotation_reason(f: _File, cfg: RotateConfig, now: float, last: float | None,
+                     archives: list[_File]) -> str:
+    if cfg.rotate_size_bytes and f.entry.size >= cfg.rotate_size_bytes:
+        return f"size {f.entry.size} >= rotate_size_bytes={cfg.rotate_size_bytes}"
+    if cfg.rotate_every:
+        if last is None and archives:
+            last = stamp_time(archives[-1].role.stamp)
+        if last is not None and _period_start(now, cfg.rotate_every) > last:
+            return f"{cfg.rotate_every} rotation due"
+    return ""

@@ -1,0 +1,161 @@
+"""File operations that stay inside a directory an attacker can write.
+
+Every operation is relative to a directory file descriptor that was opened component by
+component with O_NOFOLLOW, so a symlink or a swapped directory can never lead outside the tree.
+Files are opened with O_NOFOLLOW|O_NONBLOCK (a FIFO cannot block us) and checked after open with
+fstat: a regular file, one link (a hard link could point at /etc/shadow on the same filesystem),
+on the directory's device. New files are created with O_EXCL, renames never replace a target
+(renameat2 RENAME_NOREPLACE, or link + unlink where the kernel lacks it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fnmatch
+import os
+import stat
+from collections.abc import Iterator
+
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_FILE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
+
+
+class UnsafeFile(Exception):
+    """We refuse to operate on this entry (wrong type, links, other device); `reason` says why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def _libc_renameat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_renameat2 = _libc_renameat2()
+
+
+def split_trusted(pattern: str) -> tuple[str, list[str]]:
+    """Split a directory glob into its trusted literal prefix and the components below it.
+    `/pvc/*/logs` -> ("/pvc", ["*", "logs"]). Components below the first wildcard are opened
+    one by one without following symlinks."""
+    parts = [p for p in pattern.split("/") if p]
+    for i, p in enumerate(parts):
+        if any(c in p for c in "*?["):
+            return "/" + "/".join(parts[:i]), parts[i:]
+    # No wildcard: the last component is still opened with O_NOFOLLOW.
+    return "/" + "/".join(parts[:-1]), parts[-1:]
+
+
+def open_dirs(pattern: str) -> Iterator[tuple[str, int]]:
+    """Yield (path, dir_fd) for every directory matching `pattern`, walking below the trusted
+    prefix with O_NOFOLLOW. The caller closes each fd. Entries that vanish, or turn out to be
+    symlinks or non-directories when opened, are skipped."""
+    prefix, comps = split_trusted(pattern)
+    try:
+        root = os.open(prefix, O_DIR & ~os.O_NOFOLLOW)
+    except OSError:
+        return
+    yield from _walk(prefix, root, comps)
+
+
+def _walk(path: str, fd: int, comps: list[str]) -> Iterator[tuple[str, int]]:
+    if not comps:
+        yield path, fd
+        return
+    head, rest = comps[0], comps[1:]
+    try:
+        if any(c in head for c in "*?["):
+            with os.scandir(fd) as it:
+                names = sorted(e.name for e in it
+                               if fnmatch.fnmatchcase(e.name, head)
+                               and e.is_dir(follow_symlinks=False))
+        else:
+            names = [head]
+        for name in names:
+            try:
+                child = os.open(name, O_DIR, dir_fd=fd)
+            except OSError:
+                continue  # vanished, a symlink (ELOOP), or not a directory
+            yield from _walk(os.path.join(path, name), child, rest)
+    finally:
+        os.close(fd)
+
+
+def open_regular(dir_fd: int, name: str, flags: int, dir_dev: int) -> tuple[int, os.stat_result]:
+    """Open `name` in `dir_fd` safely and check it is a plain file we may touch."""
+    try:
+        fd = os.open(name, flags | O_FILE, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise UnsafeFile(name, "is a symlink") from None
+        if e.errno in (errno.EISDIR, errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
+            raise UnsafeFile(name, "is not a regular file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        check_regular(name, st, dir_dev)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def check_regular(name: str, st: os.stat_result, dir_dev: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFile(name, "is not a regular file")
+    if st.st_nlink != 1:
+        raise UnsafeFile(name, "has more than one hard link")
+    if st.st_dev != dir_dev:
+        raise UnsafeFile(name, "is on another device")
+
+
+def create_excl(dir_fd: int, name: str, mode: int = 0o640) -> int:
+    """Create a new file; fails if anything (a symlink included) already has that name."""
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_FILE, mode, dir_fd=dir_fd)
+
+
+def rename_noreplace(dir_fd: int, src: str, dst: str) -> None:
+    """Rename within one directory without ever replacing an existing `dst` (FileExistsError)."""
+    if _renameat2 is not None:
+        rc = _renameat2(dir_fd, os.fsencode(src), dir_fd, os.fsencode(dst), _RENAME_NOREPLACE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS):  # EINVAL: filesystem without NOREPLACE
+            raise OSError(err, os.strerror(err), src)
+    os.link(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=dir_fd)
+
+
+def same_file(dir_fd: int, name: str, st: os.stat_result) -> bool:
+    """Is `name` (not followed) still the file described by `st`?"""
+    try:
+        cur = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (cur.st_dev, cur.st_ino) == (st.st_dev, st.st_ino)
+
+
+def unlink_if_same(dir_fd: int, name: str, st: os.stat_result) -> bool:
+    """Remove `name` if it is still the file `st` describes. unlink never follows symlinks, so
+    the worst a racing attacker achieves is the removal of a name in their own directory."""
+    if not same_file(dir_fd, name, st):
+        return False
+    os.unlink(name, dir_fd=dir_fd)
+    return True
+
+
+def fsync_dir(dir_fd: int) -> None:
+    os.fsync(dir_fd)
