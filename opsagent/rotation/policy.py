@@ -18,6 +18,7 @@ from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.naming import ZST, Name, archive_name, classify, sort_key, stamp_time
 
 NAME_MAX = 255
+SPARSE_MIN_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,12 +133,14 @@ def plan(
     skipped: list[tuple[str, str]] = []
     groups: dict[str, list[_File]] = {}
     usage: dict[str, int] = {}
+    all_names: dict[str, set[str]] = {}
 
     for snap in snapshots:
         skipped.extend((os.path.join(snap.path, n), r) for n, r in snap.skipped)
         group = group_of.get(snap.path, snap.path)
         files = groups.setdefault(group, [])
         names = {e.name for e in snap.entries}
+        all_names[snap.path] = names | {n for n, _ in snap.skipped}
         for e in snap.entries:
             role = classify(e.name, cfg.include, cfg.exclude)
             if role is None:
@@ -159,7 +162,7 @@ def plan(
     breaches: list[Breach] = []
     for group, files in groups.items():
         g_actions, g_breaches = _plan_group(group, files, cfg, now, last_rotated, undelivered,
-                                            usage.get(group, 0))
+                                            usage.get(group, 0), all_names)
         actions.extend(g_actions)
         breaches.extend(g_breaches)
     return Plan(tuple(actions), usage, tuple(breaches), tuple(skipped))
@@ -173,12 +176,13 @@ def _plan_group(
     last_rotated: Mapping[str, float],
     undelivered: Mapping[str, int],
     usage: int,
+    all_names: Mapping[str, set[str]],
 ) -> tuple[list[Action], list[Breach]]:
     actions: list[Action] = []
-    taken: dict[str, set[str]] = {}
+    # Every name in the directory, symlinks and specials included, is taken for new archives.
+    taken: dict[str, set[str]] = {d: set(n) for d, n in all_names.items()}
     archives: dict[tuple[str, str], list[_File]] = {}   # (dir, active) -> archives, oldest first
     for f in files:
-        taken.setdefault(f.directory, set()).add(f.entry.name)
         if f.role.kind != "active":
             archives.setdefault((f.directory, f.role.active), []).append(f)
     for lst in archives.values():
@@ -252,6 +256,10 @@ def _plan_group(
             if a.compressed:
                 continue
             if cfg.delay_compress and newest[(a.directory, a.active)] == a.name and not over_soft:
+                continue
+            if a.size > SPARSE_MIN_BYTES and a.alloc * 2 < a.size:
+                # A mostly-hole file (e.g. 1 TB sparse) would cost hours of CPU to compress for
+                # nothing: the quota counts its blocks, retention deletes it in time.
                 continue
             und = undelivered.get(a.path(), 0) + (
                 undelivered.get(os.path.join(a.directory, a.active), 0) if a.fresh else 0)

@@ -76,6 +76,7 @@ class RotationState:
     def save(self) -> None:
         if not self._dirty:
             return
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
         tmp = f"{self.path}.tmp"
         data = json.dumps({"last_rotated": self.times}, ensure_ascii=False)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
