@@ -1,0 +1,241 @@
+"""Finds the files selected by glob patterns: a scandir walk that never follows symlinks (the
+periodic rescan, a backstop for lost inotify events) plus watchdog events that only wake the
+reader; and the safe open of a found name (every name under a log dir is attacker-controlled)."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def glob_to_regex(pattern: str) -> str:
+    """Translate a glob to a regex matching whole paths: `*` and `?` stay inside one path
+    segment, `[...]`/`[!...]` are classes, `**` as a whole segment matches zero or more
+    directories (or, last, anything). Unlike glob.glob, `*` also matches dot-files."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**", i) and (i == 0 or pattern[i - 1] == "/"):
+            if i + 2 == n:
+                out.append(".*")
+                i += 2
+                continue
+            if pattern[i + 2] == "/":
+                out.append("(?:[^/]+/)*")
+                i += 3
+                continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 2 if pattern.startswith("[!", i) else i + 1)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\").replace("/", "") + "]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def static_root(pattern: str) -> tuple[str, int | None]:
+    """The directory before the first wildcard segment, and how many levels below it a match
+    can be (None: unbounded, because of `**`)."""
+    parts = pattern.split("/")
+    for idx, part in enumerate(parts):
+        if _WILDCARD.search(part):
+            root = "/".join(parts[:idx]) or "/"
+            rest = parts[idx:]
+            return root, None if "**" in rest else len(rest)
+    # No wildcard: the pattern names one file.
+    return os.path.dirname(pattern) or "/", 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A name found under a root that matches the globs (not opened yet)."""
+
+    path: str
+    root: str
+    ino: int
+
+
+class Matcher:
+    """Include/exclude glob sets; `roots` are the directories to walk and watch."""
+
+    def __init__(self, include: Iterable[str], exclude: Iterable[str] = ()) -> None:
+        self.include = tuple(include)
+        inc = [glob_to_regex(p) for p in self.include]
+        exc = [glob_to_regex(p) for p in exclude]
+        self._inc = re.compile("|".join(f"(?:{r})" for r in inc) + r"\Z", re.S)
+        self._exc = re.compile("|".join(f"(?:{r})" for r in exc) + r"\Z", re.S) if exc else None
+        depths: dict[str, int | None] = {}
+        for p in self.include:
+            root, depth = static_root(p)
+            if root in depths:
+                old = depths[root]
+                depths[root] = None if old is None or depth is None else max(old, depth)
+            else:
+                depths[root] = depth
+        self.roots: dict[str, int | None] = depths
+
+    def matches(self, path: str) -> bool:
+        if not self._inc.match(path):
+            return False
+        return self._exc is None or not self._exc.match(path)
+
+    def root_of(self, path: str) -> str | None:
+        """The deepest configured root containing `path`."""
+        best = None
+        for root in self.roots:
+            prefix = root if root.endswith("/") else root + "/"
+            if path.startswith(prefix) and (best is None or len(root) > len(best)):
+                best = root
+        return best
+
+    def scan(self) -> tuple[list[Candidate], list[str]]:
+        """Walk every root without following symlinks; returns the matching names (files of
+        any type, and directories named like a match so they can be counted as skipped) and
+        the roots that could not be read."""
+        found: dict[str, Candidate] = {}
+        failed: list[str] = []
+        for root, depth in self.roots.items():
+            stack: list[tuple[str, int]] = [(root, 0)]
+            while stack:
+                d, level = stack.pop()
+                try:
+                    entries = list(os.scandir(d))
+                except OSError:
+                    if d == root:
+                        failed.append(root)
+                    continue
+                for e in entries:
+                    path = e.path
+                    try:
+                        is_dir = e.is_dir(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if self.matches(path):
+                        found.setdefault(path, Candidate(path, root, e.inode()))
+                    if is_dir and (depth is None or level + 1 < depth):
+                        stack.append((path, level + 1))
+        return sorted(found.values(), key=lambda c: c.path), failed
+
+
+def find_by_inode(directory: str, dev: int, ino: int) -> str | None:
+    """The name in `directory` of the file (dev, ino), if any (where a renamed file went)."""
+    try:
+        with os.scandir(directory) as it:
+            for e in it:
+                if e.inode() == ino:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if st.st_dev == dev and stat.S_ISREG(st.st_mode):
+                        return e.path
+    except OSError:
+        return None
+    return None
+
+
+class NotRegularFile(OSError):
+    """The name is a FIFO, device, socket or directory."""
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_beneath(root: str, path: str) -> tuple[int, os.stat_result]:
+    """Open `path` (under the trusted `root`) for reading without following any symlink below
+    the root, then fstat and refuse anything but a regular file. Returns (fd, stat)."""
+    rel = os.path.relpath(path, root)
+    parts = rel.split("/")
+    if rel.startswith("..") or any(p in ("", ".", "..") for p in parts):
+        raise OSError(f"{path} is not below {root}")
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, _DIR_FLAGS, dir_fd=dfd)
+            os.close(dfd)
+            dfd = nfd
+        fd = os.open(parts[-1], FILE_FLAGS, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotRegularFile(f"{path} is not a regular file")
+    return fd, st
+
+
+class Waker:
+    """Watchdog glue: its callbacks only set flags; the reading happens in TailSource.poll()."""
+
+    def __init__(self, matcher: Matcher) -> None:
+        self._matcher = matcher
+        self.wake = threading.Event()
+        self.rescan = threading.Event()
+        self._observer: Any = None
+        self._watched: set[str] = set()
+
+    def start(self) -> None:
+        from watchdog.observers import Observer
+
+        self._observer = Observer()
+        self._observer.start()
+        self.watch_roots()
+
+    def watch_roots(self) -> None:
+        """Schedule watches on roots that exist now (retried at every rescan)."""
+        obs = self._observer
+        if obs is None:
+            return
+        from watchdog.events import FileSystemEventHandler
+
+        waker = self
+
+        class _Handler(FileSystemEventHandler):
+            def on_any_event(self, event: object) -> None:
+                waker.on_event(getattr(event, "event_type", ""))
+
+        for root, depth in self._matcher.roots.items():
+            if root in self._watched or not os.path.isdir(root):
+                continue
+            try:
+                obs.schedule(_Handler(), root, recursive=depth is None or depth > 1)
+            except OSError:
+                continue
+            self._watched.add(root)
+
+    def on_event(self, event_type: str) -> None:
+        if event_type in ("created", "moved", "deleted"):
+            self.rescan.set()
+        if event_type not in ("opened", "closed_no_write"):
+            self.wake.set()
+
+    def stop(self) -> None:
+        obs = self._observer
+        self._observer = None
+        if obs is not None:
+            obs.stop()
+            obs.join(timeout=5)
