@@ -1,0 +1,7 @@
+"""`python -m gorun` is the `gorun` command."""
+
+import sys
+
+from gorun.cli import main
+
+sys.exit(main())

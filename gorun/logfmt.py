@@ -1,0 +1,26 @@
+"""Plain-text log lines for humans: `TIME LEVEL LOGGER: message key=value ...` (the same fields
+the JSON format carries, so `-json` only changes the encoding)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [f"{ts}.{int(record.msecs):03d}Z {record.levelname.lower()} {record.name}: "
+                 f"{record.getMessage()}"]
+        for key, value in vars(record).items():
+            if key in _STANDARD or key.startswith("_") or value is None or key == "component":
+                continue
+            text = str(value)
+            if not text or any(c in text for c in ' "='):
+                text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            parts.append(f"{key}={text}")
+        if record.exc_info:
+            parts.append("\n" + self.formatException(record.exc_info))
+        return " ".join(parts)
