@@ -1,0 +1,413 @@
+"""The Kafka sink: delivers records with acks=all and idempotence, bounds what is in flight,
+re-sends after failures in per-file order, and reports which file offsets Kafka acknowledged.
+
+How it keeps its promises (docs/kafka.md, "Delivery"):
+- every record stays in the sink's memory until Kafka acknowledged it or it went to the
+  dead-letter file; `submit` blocks while more than `max_inflight_bytes` are held;
+- every send's future is checked; a failure is sorted by `kafka_errors.classify`:
+  RETRIABLE -> the producer is aborted at once, from the failing callback, so nothing later of
+  that file is sent before the failed record; once every future of that producer has completed,
+  a new producer is created after a backoff (exponential, jittered) and every unacknowledged
+  record is re-sent in order. What may duplicate: records that reached Kafka but whose
+  acknowledgement was lost with the aborted producer (at most the in-flight window);
+  REJECT -> the record goes to the dead-letter file and counts as handled;
+  FATAL -> the sink stops and `submit`/`poll_acked` raise FatalError;
+- `poll_acked` reports, per file key, the end offset up to which every record is handled.
+
+Threading: one caller thread uses submit / poll_acked / close; kafka-python's sender thread only
+runs the callbacks, which queue completions (and abort the producer on failure).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import logging
+import queue
+import random
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import prometheus_client
+
+from opsagent.clock import Clock
+from opsagent.errors import FatalError, RetriableError
+from opsagent.sinks.kafka_config import KafkaSinkConfig
+from opsagent.sinks.kafka_deadletter import DeadLetterFile, dead_letter_line
+from opsagent.sinks.kafka_errors import Kind, classify
+from opsagent.sinks.kafka_metrics import KafkaMetrics
+from opsagent.sinks.kafka_producer import Producer, ProducerFactory, create_kafka_python_producer
+
+__all__ = ["KafkaSink", "KafkaSinkConfig", "OutRecord", "SinkClosed", "SinkFull", "backoff_secs"]
+
+log = logging.getLogger("opsagent.kafka")
+
+_WAIT_SLICE_SECS = 0.05  # how often a blocked submit/close re-checks retries and the deadline
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record for Kafka. `key` is the file's identity (str(FileKey)); `end` is the file
+    offset just after this record, reported back by poll_acked once the record is handled."""
+
+    key: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    end: int
+
+
+class SinkFull(RetriableError):
+    """submit(timeout=...) passed its timeout; `accepted` records of the batch were taken."""
+
+    def __init__(self, accepted: int) -> None:
+        super().__init__(f"kafka sink full: accepted {accepted} records before the timeout")
+        self.accepted = accepted
+
+
+class SinkClosed(RetriableError):
+    """The sink was closed while submit waited; `accepted` records of the batch were taken."""
+
+    def __init__(self, accepted: int) -> None:
+        super().__init__(f"kafka sink closed: accepted {accepted} records")
+        self.accepted = accepted
+
+
+def backoff_secs(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Delay before retry number `attempt` (1, 2, ...): base * 2^(attempt-1) capped at `cap`,
+    then "equal jitter": half fixed, half uniform random (so retries of many agents spread)."""
+    d = min(cap, base * float(2 ** min(max(attempt - 1, 0), 30)))
+    return d / 2 + float(rng.uniform(0, d / 2))
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Entry:
+    rec: OutRecord
+    size: int
+    gen: int = -1  # producer generation of its latest send; -1 = waiting to be sent
+    done: bool = False
+
+
+class KafkaSink:
+    def __init__(self, name: str, cfg: KafkaSinkConfig, *, clock: Clock,
+                 registry: prometheus_client.CollectorRegistry,
+                 rng: random.Random | None = None,
+                 producer_factory: ProducerFactory | None = None,
+                 dead_letter_dir: str) -> None:
+        self.name = name
+        self.cfg = cfg
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._factory = producer_factory or create_kafka_python_producer
+        self._dead = DeadLetterFile(dead_letter_dir, f"kafka-dead-letter-{name}",
+                                    cfg.dead_letter_max_bytes)
+        self._m = KafkaMetrics.for_registry(registry, name)
+        # The caller's state is guarded by _lock (never held while waiting); kafka-python's
+        # callbacks touch only _done_q, _wake and, via _abort, _abort_lock.
+        self._lock = threading.Lock()
+        self._abort_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done_q: queue.SimpleQueue[tuple[_Entry, int, BaseException | None]] = (
+            queue.SimpleQueue())
+        self._files: dict[str, collections.deque[_Entry]] = {}
+        self._acks: dict[str, int] = {}
+        self._inflight_bytes = 0
+        self._producer: Producer | None = None
+        self._gen = 0
+        self._outstanding: collections.Counter[int] = collections.Counter()
+        self._aborted: set[int] = set()  # generations whose producer was aborted
+        self._fence_started = 0.0
+        self._retry_at: float | None = None  # no producer: next attempt to create one
+        self._attempt = 0  # consecutive failures without an acknowledgement in between
+        self._fatal: FatalError | None = None
+        self._closed = False  # close() called: submit refuses, retries go on until the deadline
+        self._released = False  # close() finished: no new producer
+
+    # ---- public interface ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Try to connect once; a retriable failure only schedules the next try. Raises
+        FatalError when retrying cannot help (credentials, no idempotence, bad settings)."""
+        with self._lock:
+            self._retry_at = self._clock.monotonic()
+            self._pump()
+            self._raise_if_fatal()
+
+    def submit(self, records: Sequence[OutRecord], timeout: float | None = None) -> None:
+        """Take `records` (each file's records in file order). Blocks while the sink holds
+        max_inflight_bytes; raises SinkFull after `timeout` secs, SinkClosed if closed meanwhile,
+        FatalError after a fatal error. A taken record is never dropped."""
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        i = 0
+        while True:
+            self._wake.clear()
+            with self._lock:
+                self._pump()
+                self._raise_if_fatal()
+                if self._closed:
+                    raise SinkClosed(i)
+                while i < len(records) and self._has_room(records[i]):
+                    self._accept(records[i])
+                    i += 1
+                self._m.inflight_bytes.set(self._inflight_bytes)
+                if i == len(records):
+                    return
+                if deadline is not None and self._clock.monotonic() >= deadline:
+                    raise SinkFull(i)
+                slice_secs = self._wait_slice(deadline)
+            self._wake.wait(slice_secs)
+
+    def poll_acked(self) -> list[tuple[str, int]]:
+        """(file key, end offset) for each file whose handled prefix grew since the last call:
+        every record of that file up to `end` is acknowledged by Kafka or dead-lettered."""
+        with self._lock:
+            self._pump()
+            self._raise_if_fatal()
+            out = list(self._acks.items())
+            self._acks.clear()
+            return out
+
+    @property
+    def inflight_bytes(self) -> int:
+        return self._inflight_bytes
+
+    def pending_records(self) -> int:
+        with self._lock:
+            return sum(len(d) for d in self._files.values())
+
+    def close(self, deadline_secs: float) -> None:
+        """Wait up to `deadline_secs` for everything held to be handled (retrying as usual),
+        then release the producer; what is still unacknowledged stays unacknowledged (the
+        source's checkpoint has not passed it, so it is re-sent after a restart)."""
+        self._closed = True
+        self._wake.set()  # a submit blocked in another thread gives up (SinkClosed)
+        deadline = self._clock.monotonic() + max(0.0, deadline_secs)
+        while True:
+            self._wake.clear()
+            with self._lock:
+                self._pump()
+                if self._fatal is not None or not self._files \
+                        or self._clock.monotonic() >= deadline:
+                    break
+                slice_secs = self._wait_slice(deadline)
+            self._wake.wait(slice_secs)
+        with self._lock:
+            self._released = True
+            with self._abort_lock:
+                producer, self._producer = self._producer, None
+            unfinished = bool(self._files)
+        if producer is not None:
+            if unfinished:
+                producer.abort()
+            producer.close(max(0.0, min(5.0, deadline - self._clock.monotonic())))
+        with self._lock:
+            self._pump()
+
+    # ---- internals (caller thread, under self._lock) -------------------------------------
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _has_room(self, rec: OutRecord) -> bool:
+        return self._inflight_bytes == 0 or (
+            self._inflight_bytes + _size(rec) <= self.cfg.max_inflight_bytes)
+
+    def _wait_slice(self, deadline: float | None) -> float:
+        now = self._clock.monotonic()
+        limits = [_WAIT_SLICE_SECS]
+        if deadline is not None:
+            limits.append(max(0.0, deadline - now))
+        if self._retry_at is not None:
+            limits.append(max(0.0, self._retry_at - now))
+        return min(limits)
+
+    def _accept(self, rec: OutRecord) -> None:
+        entry = _Entry(rec, _size(rec))
+        self._files.setdefault(rec.key, collections.deque()).append(entry)
+        self._inflight_bytes += entry.size
+        if self._producer is not None and not self._is_aborted(self._gen):
+            self._send(entry)
+
+    def _send(self, entry: _Entry) -> None:
+        assert self._producer is not None
+        gen = self._gen
+        if entry.gen >= 0:
+            self._m.retries.inc()
+        entry.gen = gen
+        rec = entry.rec
+        try:
+            fut = self._producer.send(
+                self.cfg.topic, key=rec.key.encode("utf-8", "surrogateescape"),
+                value=rec.value, headers=list(rec.headers))
+        except Exception as e:  # sorted by classify, the one place that knows kafka errors
+            self._outstanding[gen] += 1
+            self._done_q.put((entry, gen, e))
+            if classify(e).kind is not Kind.REJECT:
+                self._abort(gen)
+            return
+        self._outstanding[gen] += 1
+        self._m.sent.inc()
+        self._m.bytes.inc(len(rec.value))
+        fut.add_callback(functools.partial(self._on_success, entry, gen))
+        fut.add_errback(functools.partial(self._on_done, entry, gen))
+
+    def _on_success(self, entry: _Entry, gen: int, _metadata: object) -> None:
+        self._on_done(entry, gen, None)
+
+    def _on_done(self, entry: _Entry, gen: int, exc: BaseException | None) -> None:
+        """Callback (kafka-python's sender thread): queue the result; on a failure that is not
+        about this record alone, abort the producer before it sends anything more."""
+        self._done_q.put((entry, gen, exc))
+        if exc is not None and classify(exc).kind is not Kind.REJECT:
+            self._abort(gen)
+        self._wake.set()
+
+    def _is_aborted(self, gen: int) -> bool:
+        with self._abort_lock:
+            return gen in self._aborted
+
+    def _abort(self, gen: int) -> None:
+        """Stop producer generation `gen` (any thread). Nothing of any file is sent by it after
+        this, so no record can land behind a failed one of its file."""
+        with self._abort_lock:
+            if gen in self._aborted or gen != self._gen or self._producer is None:
+                return
+            self._aborted.add(gen)
+            self._fence_started = self._clock.monotonic()
+            producer = self._producer
+        producer.abort()
+
+    def _pump(self) -> None:
+        """Process completions, finish a fence, (re)connect when due, collect acks."""
+        while True:
+            try:
+                entry, gen, exc = self._done_q.get_nowait()
+            except queue.Empty:
+                break
+            self._outstanding[gen] -= 1
+            if self._outstanding[gen] <= 0:
+                del self._outstanding[gen]
+            self._complete(entry, gen, exc)
+        if self._producer is not None and self._is_aborted(self._gen):
+            waited = self._clock.monotonic() - self._fence_started
+            if self._gen not in self._outstanding or waited > self.cfg.request_timeout_ms / 1000:
+                self._drop_producer()
+        if self._producer is None and self._retry_at is not None and self._fatal is None \
+                and not self._released and self._clock.monotonic() >= self._retry_at:
+            self._connect()
+        for key in list(self._files):
+            entries = self._files[key]
+            end = None
+            while entries and entries[0].done:
+                e = entries.popleft()
+                self._inflight_bytes -= e.size
+                end = e.rec.end
+            if end is not None:
+                self._acks[key] = end
+            if not entries:
+                del self._files[key]
+        self._m.inflight_bytes.set(self._inflight_bytes)
+
+    def _complete(self, entry: _Entry, gen: int, exc: BaseException | None) -> None:
+        if entry.done:
+            return
+        if exc is None:
+            entry.done = True
+            self._attempt = 0
+            self._m.acked.inc()
+            return
+        if gen != entry.gen:
+            return  # a newer send of this record exists
+        verdict = classify(exc)
+        self._m.errors.labels(self.name, verdict.reason).inc()
+        if verdict.kind is Kind.REJECT:
+            self._dead_letter(entry, verdict.reason, exc)
+            entry.done = True
+        elif verdict.kind is Kind.FATAL:
+            self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {exc}"))
+        else:  # stays unhandled: the next producer re-sends it (its producer was aborted)
+            log.warning("kafka delivery failed; re-sending after backoff",
+                        extra={"component": "kafka", "pipeline": self.name,
+                               "reason": verdict.reason, "error": str(exc)})
+
+    def _drop_producer(self) -> None:
+        with self._abort_lock:
+            producer, self._producer = self._producer, None
+        self._attempt += 1
+        delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
+                             self.cfg.retry_backoff_max_secs, self._rng)
+        self._retry_at = self._clock.monotonic() + delay
+        self._m.producer_resets.inc()
+        if producer is not None:
+            try:
+                producer.close(0)
+            except Exception as e:  # closing a dead producer must not stop the retry
+                log.warning("closing the aborted producer failed",
+                            extra={"component": "kafka", "pipeline": self.name, "error": str(e)})
+
+    def _connect(self) -> None:
+        try:
+            producer = self._factory(self.cfg)
+        except FatalError as e:
+            self._fail(e)
+            return
+        except Exception as e:  # sorted by classify
+            verdict = classify(e)
+            if verdict.kind is Kind.FATAL:
+                self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {e}"))
+                return
+            self._m.errors.labels(self.name, verdict.reason).inc()
+            self._attempt += 1
+            delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
+                                 self.cfg.retry_backoff_max_secs, self._rng)
+            self._retry_at = self._clock.monotonic() + delay
+            log.warning("kafka unreachable; retrying", extra={
+                "component": "kafka", "pipeline": self.name, "error": str(e),
+                "retry_in_secs": round(delay, 3)})
+            return
+        with self._abort_lock:
+            self._gen += 1
+            self._producer = producer
+        self._retry_at = None
+        # Re-send everything not yet handled, each file in order; stop if this producer fails.
+        for entries in list(self._files.values()):
+            for entry in entries:
+                if self._is_aborted(self._gen):
+                    return
+                if not entry.done:
+                    self._send(entry)
+
+    def _fail(self, err: FatalError) -> None:
+        if self._fatal is None:
+            self._fatal = err
+            log.error("kafka sink stopped", extra={"component": "kafka", "pipeline": self.name,
+                                                   "error": str(err)})
+        self._abort(self._gen)
+
+    def _dead_letter(self, entry: _Entry, reason: str, exc: BaseException) -> None:
+        rec = entry.rec
+        self._m.dead_letters.labels(self.name, reason).inc()
+        line = dead_letter_line(
+            ts=self._clock.time(), pipeline=self.name, topic=self.cfg.topic, key=rec.key,
+            end=rec.end, reason=reason, error=str(exc), headers=rec.headers, value=rec.value,
+            max_value_bytes=max(0, self._dead.generation_bytes - 4096))
+        extra: dict[str, Any] = {"component": "kafka", "pipeline": self.name, "file": rec.key,
+                                 "end": rec.end, "reason": reason, "error": str(exc)}
+        before = self._dead.discarded_generations
+        try:
+            self._dead.append(line)
+        except OSError as e:
+            self._m.dead_letters.labels(self.name, "write_failed").inc()
+            log.error("cannot write dead letter; record dropped",
+                      extra={**extra, "write_error": str(e)})
+            return
+        if self._dead.discarded_generations > before:
+            self._m.dead_letters.labels(self.name, "generation_discarded").inc()
+        log.warning("record sent to the dead-letter file", extra={**extra,
+                                                                  "path": self._dead.path})
+
+
+def _size(rec: OutRecord) -> int:
+    return len(rec.value) + len(rec.key) + sum(len(k) + len(v) for k, v in rec.headers) + 16

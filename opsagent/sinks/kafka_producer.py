@@ -1,0 +1,167 @@
+"""The one place that builds a kafka-python KafkaProducer for the Kafka sink, behind the small
+`Producer` interface the sink (and its tests' fakes) use.
+
+kafka-python facts this relies on (3.0.x):
+- the constructor bootstraps synchronously and turns every bootstrap failure, including a wrong
+  SASL password, into KafkaTimeoutError("Unable to bootstrap"); the real cause is only logged,
+  so `_BootstrapErrors` listens to those log records to report it (FatalError, not a timeout);
+- with enable_idempotence it keeps one batch in flight per partition (guarantee_message_order),
+  retries internally until delivery_timeout_ms, then fails the batch's futures;
+- close(timeout) flushes first and raises KafkaTimeoutError if the flush does not finish, so a
+  producer whose broker is gone is stopped with the sender's force_close() (`abort`), which also
+  fails every incomplete future at once. That is the only private attribute used here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from opsagent.errors import FatalError
+from opsagent.sinks.kafka_config import KafkaSinkConfig
+from opsagent.sinks.kafka_errors import Kind, classify
+
+
+class Future(Protocol):
+    """What the sink needs of a send's result (kafka-python's FutureRecordMetadata)."""
+
+    def add_callback(self, fn: Callable[[Any], Any]) -> Any: ...
+    def add_errback(self, fn: Callable[[BaseException], Any]) -> Any: ...
+
+
+class Producer(Protocol):
+    def send(self, topic: str, *, key: bytes, value: bytes,
+             headers: list[tuple[str, bytes]]) -> Future:
+        """Queue one record; may raise (record too large, metadata timeout, authorization)."""
+        ...
+
+    def abort(self) -> None:
+        """Stop sending now; every incomplete future fails soon. Callable from a callback."""
+        ...
+
+    def close(self, timeout: float) -> None:
+        """Release the producer, waiting up to `timeout` for in-flight requests."""
+        ...
+
+
+ProducerFactory = Callable[[KafkaSinkConfig], Producer]
+
+_BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
+
+
+class _BootstrapErrors(logging.Filter):
+    """Collects exceptions passed as log arguments by kafka-python's connection code."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[BaseException] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.errors.extend(a for a in args if isinstance(a, BaseException))
+        return True
+
+
+def read_password(cfg: KafkaSinkConfig) -> str:
+    if not cfg.sasl_password_file:
+        return cfg.sasl_password
+    try:
+        with open(cfg.sasl_password_file, encoding="utf-8") as f:
+            return f.read().rstrip("\r\n")
+    except OSError as e:
+        raise FatalError(f"kafka: cannot read sasl_password_file {cfg.sasl_password_file}: "
+                         f"{e.strerror}") from e
+
+
+def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
+    """KafkaProducer keyword arguments for `cfg` (pure)."""
+    out: dict[str, Any] = {
+        "bootstrap_servers": list(cfg.bootstrap_servers),
+        "client_id": cfg.client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        # <= 5 is what idempotence allows; kafka-python then sends one batch per partition at
+        # a time, so one file's records (one key, one partition) stay in order.
+        "max_in_flight_requests_per_connection": 5,
+        "compression_type": None if cfg.compression == "none" else cfg.compression,
+        "linger_ms": cfg.linger_ms,
+        "batch_size": cfg.batch_size,
+        "max_request_size": cfg.max_request_size,
+        "delivery_timeout_ms": cfg.delivery_timeout_ms,
+        "request_timeout_ms": cfg.request_timeout_ms,
+        "max_block_ms": cfg.connect_timeout_ms,
+        "bootstrap_timeout_ms": cfg.connect_timeout_ms,
+        "security_protocol": cfg.security_protocol,
+    }
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        out["ssl_check_hostname"] = cfg.ssl_check_hostname
+        out["ssl_cafile"] = cfg.ssl_cafile or None
+        out["ssl_certfile"] = cfg.ssl_certfile or None
+        out["ssl_keyfile"] = cfg.ssl_keyfile or None
+    if cfg.security_protocol.startswith("SASL_"):
+        out["sasl_mechanism"] = cfg.sasl_mechanism
+        out["sasl_plain_username"] = cfg.sasl_username
+        out["sasl_plain_password"] = password
+    return out
+
+
+class KafkaPythonProducer:
+    """`Producer` over kafka-python's KafkaProducer."""
+
+    def __init__(self, producer: Any) -> None:
+        self._p = producer
+
+    def send(self, topic: str, *, key: bytes, value: bytes,
+             headers: list[tuple[str, bytes]]) -> Future:
+        fut: Future = self._p.send(topic, key=key, value=value, headers=headers)
+        return fut
+
+    def abort(self) -> None:
+        sender = getattr(self._p, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+
+    def close(self, timeout: float) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            self._p.close(timeout=timeout)
+        except KafkaError:
+            self.abort()  # flush did not finish: stop the sender so the close can complete
+            self._p.close(timeout=0)
+
+
+def create_kafka_python_producer(cfg: KafkaSinkConfig) -> Producer:
+    """The default ProducerFactory: connects (bounded by connect_timeout_ms) and checks that
+    the producer really is idempotent. Raises FatalError for what retrying cannot fix and the
+    underlying kafka error otherwise."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaTimeoutError
+
+    kwargs = producer_configs(cfg, read_password(cfg))
+    listener = _BootstrapErrors()
+    loggers = [logging.getLogger(n) for n in _BOOTSTRAP_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(listener)
+    try:
+        producer = KafkaProducer(**kwargs)
+    except KafkaTimeoutError:
+        for err in reversed(listener.errors):
+            verdict = classify(err)
+            if verdict.kind is Kind.FATAL:
+                raise FatalError(f"kafka: cannot connect to {','.join(cfg.bootstrap_servers)}: "
+                                 f"{verdict.reason}: {err}") from err
+        raise
+    except Exception as e:
+        if classify(e).kind is Kind.FATAL:
+            raise FatalError(f"kafka: cannot create the producer: {e}") from e
+        raise
+    finally:
+        for lg in loggers:
+            lg.removeFilter(listener)
+    if not producer.config.get("enable_idempotence"):
+        producer.close(timeout=0)
+        raise FatalError("kafka: the producer is not idempotent (the broker does not support "
+                         "idempotent produce); refusing to send without it")
+    return KafkaPythonProducer(producer)
