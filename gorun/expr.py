@@ -6,7 +6,8 @@ where croniter differs from Debian cron (docs/cron.md lists each difference and 
 
 * day of month / day of week: Vixie's rule -- if either field starts with `*` both must match,
   otherwise either may (croniter treats `*/2` as restricted and ORs it).
-* years: croniter cannot find a single future year (`... 2030`), so years are stepped here.
+* years: croniter gives up after 50 years without a match (`... 2090` from 2024), so the
+  year field is stepped here and croniter only sees the other six fields.
 * time zones: croniter only sees naive wall-clock times; the mapping to instants (DST gaps and
   repeated hours) is done here, following Debian's rule for fixed-time and wildcard jobs.
 """
@@ -205,7 +206,7 @@ class CronExpr:
                 if self._years is None:
                     result: datetime.datetime = cron.get_next(datetime.datetime, start_time=wall)
                     return result
-                # croniter's own year field misses single future years; step the years here.
+                # croniter's year field gives up after 50 years; step the years here.
                 for year in self._years:
                     if year < wall.year:
                         continue
@@ -224,6 +225,10 @@ class CronExpr:
             day_and = self._dom_star or self._dow_star
             if not day_and and (dom == _ALL[3] or dow == _ALL[5]):
                 dom_text = dow_text = "*"  # OR with a field that matches every day
+            elif not day_and and not any(d <= _MAX_DAYS[m] for m in month for d in dom):
+                # OR with an impossible day of month (Feb 30) is the day of week alone;
+                # croniter would raise CroniterBadDateError instead.
+                dom_text, dow_text, day_and = "*", _cron_text(dow, 5), True
             else:
                 dom_text, dow_text = _cron_text(dom, 3), _cron_text(dow, 5)
             parts = [_cron_text(minute, 1), _cron_text(hour, 2), dom_text, _cron_text(month, 4)]
