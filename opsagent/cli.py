@@ -16,6 +16,8 @@ from opsagent import __version__
 # `set_defaults(func=callable(args) -> int)`. Appending a module here is the only wiring needed.
 COMMAND_MODULES: tuple[str, ...] = (
     "opsagent.commands.rotate",
+    "opsagent.commands.profile",
+    "opsagent.commands.forward",
 )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 from opsagent.config.loader import load_toml
+from opsagent.pipelines.forward_config import ForwardConfig
+from opsagent.processors.profile.config import ProfileConfig
 from opsagent.rotation.config import RotateConfig
 
 
@@ -41,6 +43,8 @@ class AgentConfig:
     telemetry: TelemetryConfig = dataclasses.field(default_factory=TelemetryConfig)
     # Job sections are added below by their components, one line each.
     rotate: list[RotateConfig] = dataclasses.field(default_factory=list)
+    profile: list[ProfileConfig] = dataclasses.field(default_factory=list)
+    forward: list[ForwardConfig] = dataclasses.field(default_factory=list)
 
 
 def load(path: str) -> AgentConfig:

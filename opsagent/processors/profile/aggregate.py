@@ -1,0 +1,287 @@
+"""Per-interval, per-label-set statistics from parsed column counts.
+
+Per interval (start aligned to a multiple of interval_secs since the epoch) and label set:
+count, errors, rate, sum, min, max, mean and percentiles from a DDSketch, optionally cumulative
+`le` bucket counts. Counters (requests, errors, latency_sum, latency_bucket, unparsed,
+series_overflow) are per-interval deltas. A cap on the label sets of an interval sends the excess
+lines to the series whose every label is "other" and counts them (series_overflow).
+
+Output is a list of `Interval`s, each a timestamp and `Sample`s (name suffix, labels, value,
+kind "c" counter or "g" gauge); sinks turn them into wire lines.
+"""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import dataclasses
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from opsagent.processors.profile.config import UNIT_SECS, percentile_name
+from opsagent.processors.profile.parse import Key, Raw
+from opsagent.processors.profile.presets import Effective
+from opsagent.processors.profile.samples import Interval, Labels, Sample
+from opsagent.processors.profile.sketch import ZERO_THRESHOLD, DDSketch
+
+OTHER = "other"
+_MISSING: tuple[int | None, float] = (None, -1.0)  # cache-miss marker (compared by identity)
+_CACHE_MAX = 100_000
+
+
+class _Series:
+    __slots__ = ("errors", "sketch", "buckets")
+
+    def __init__(self, acc: float, max_buckets: int, nbuckets: int) -> None:
+        self.errors = 0
+        self.sketch = DDSketch(acc, max_buckets)
+        self.buckets = [0] * nbuckets
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsSettings:
+    interval_secs: int
+    percentiles: tuple[float, ...]
+    buckets: tuple[float, ...]
+    max_series: int
+    relative_accuracy: float
+    max_sketch_buckets: int
+    report_unit: str
+
+
+class Aggregator:
+    """Accumulates parsed counts into intervals; flush() returns the finished ones in order."""
+
+    def __init__(self, eff: Effective, columns: Sequence[str], stats: StatsSettings) -> None:
+        self.eff = eff
+        self.stats = stats
+        self.interval = stats.interval_secs
+        idx = {c: i for i, c in enumerate(columns)}
+        self._lat_i = idx[eff.latency_field]
+        self._err_i = idx.get(eff.error_field) if eff.error_field else None
+        self._time_i = idx.get(eff.time_field) if eff.time_field else None
+        # Per label: column index, or None when the value comes from the record's fields.
+        self._label_src = [(name, idx.get(name)) for name in eff.labels]
+        self._scale = UNIT_SECS[eff.latency_unit] / UNIT_SECS[stats.report_unit]
+        self._error_values = {v.encode() for v in eff.error_values} | set(eff.error_values)
+        self._other = tuple(OTHER for _ in eff.labels)
+        self._proto = DDSketch(stats.relative_accuracy, stats.max_sketch_buckets)
+        self._lat_cache: dict[Raw, tuple[int | None, float] | None] = {}
+        self._err_cache: dict[Raw, bool] = {}
+        self._time_cache: dict[Raw, float | None] = {}
+        self._label_cache: dict[Raw, str] = {}
+        self.open: dict[int, dict[tuple[str, ...], _Series]] = {}
+        self.unparsed: Counter[str] = Counter()  # pending until the next flush
+        self.overflow = 0  # lines sent to the `other` series, pending until the next flush
+        self.late = 0  # lines whose interval was already flushed (counted in a later one)
+        self.parsed = 0
+        self.flushed_before = -math.inf  # intervals starting before this are already sent
+
+    def add_unparsed(self, reasons: Mapping[str, int]) -> None:
+        self.unparsed.update(reasons)
+
+    def add(self, counts: Mapping[Key, int], now: float,
+            fields: Mapping[str, str] | None = None) -> None:
+        """Add parsed column counts; `now` stamps lines without an event time; `fields` are
+        the record's fields (tail path_pattern groups, node, pod...) for record labels."""
+        interval = self.interval
+        now_start = int(now // interval) * interval
+        lat_i, err_i, time_i = self._lat_i, self._err_i, self._time_i
+        lat_cache, err_cache = self._lat_cache, self._err_cache
+        label_src = self._label_src
+        rec = {name: (fields or {}).get(name, "") for name, i in label_src if i is None}
+        cap = self.stats.max_series
+        for key, n in counts.items():
+            raw = key[lat_i]
+            lat = lat_cache.get(raw, _MISSING)
+            if lat is _MISSING:
+                lat = self._latency(raw)
+                if len(lat_cache) >= _CACHE_MAX:
+                    lat_cache.clear()
+                lat_cache[raw] = lat
+            if lat is None:
+                self.unparsed["bad_value"] += n
+                continue
+            if time_i is not None:
+                t = self._time(key[time_i])
+                if t is None:
+                    self.unparsed["bad_time"] += n
+                    continue
+                start = int(t // interval) * interval
+            else:
+                start = now_start
+            if start < self.flushed_before:
+                self.late += n
+                start = int(self.flushed_before)
+            err: bool | None = False
+            if err_i is not None:
+                rawe = key[err_i]
+                err = err_cache.get(rawe)
+                if err is None:
+                    err = err_cache[rawe] = self._is_error(rawe)
+            labels = tuple(self._label(key[i]) if i is not None else rec[name]
+                           for name, i in label_src)
+            series_map = self.open.get(start)
+            if series_map is None:
+                series_map = self.open[start] = {}
+            s = series_map.get(labels)
+            if s is None:
+                if len(series_map) >= cap:
+                    self.overflow += n
+                    labels = self._other
+                    s = series_map.get(labels)
+                if s is None:
+                    s = series_map[labels] = _Series(
+                        self.stats.relative_accuracy, self.stats.max_sketch_buckets,
+                        len(self.stats.buckets) + 1)
+            bkey, value = lat
+            s.sketch.add_key(bkey, value, n)
+            if err:
+                s.errors += n
+            if self.stats.buckets:
+                s.buckets[bisect.bisect_left(self.stats.buckets, value)] += n
+            self.parsed += n
+
+    def _latency(self, raw: Raw) -> tuple[int | None, float] | None:
+        try:
+            value = float(raw) * self._scale  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(value) or value < 0:
+            return None
+        if value <= ZERO_THRESHOLD:
+            return (None, value)
+        return (self._proto.key(value), value)
+
+    def _is_error(self, raw: Raw) -> bool:
+        if raw is None:
+            return False
+        if raw in self._error_values:
+            return True
+        if self.eff.error_min is not None:
+            try:
+                return float(raw) >= self.eff.error_min
+            except ValueError:
+                return False
+        return False
+
+    def _label(self, raw: Raw) -> str:
+        cache = self._label_cache
+        out = cache.get(raw)
+        if out is None:
+            if raw is None:
+                out = ""
+            elif isinstance(raw, bytes):
+                out = raw.decode("utf-8", "replace")
+            else:
+                out = raw
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[raw] = out
+        return out
+
+    def _time(self, raw: Raw) -> float | None:
+        cache = self._time_cache
+        if raw in cache:
+            return cache[raw]
+        t = parse_time(raw, self.eff.time_format)
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[raw] = t
+        return t
+
+    def flush(self, before: float | None = None, stamp: int | None = None) -> list[Interval]:
+        """Finish and return (in time order) every open interval that ends at or before
+        `before` (None: all of them). Pending unparsed/overflow counts go with the last one;
+        when none finishes they go in an interval of their own stamped `stamp` (None: they
+        stay pending)."""
+        if before is None:
+            starts = sorted(self.open)
+        else:
+            starts = sorted(s for s in self.open if s + self.interval <= before)
+        out: list[Interval] = []
+        for start in starts:
+            out.append(Interval(start, self._finish(self.open.pop(start))))
+            self.flushed_before = max(self.flushed_before, start + self.interval)
+        if (self.unparsed or self.overflow) and (out or stamp is not None):
+            if not out:
+                assert stamp is not None
+                out.append(Interval(stamp, []))
+            extra = out[-1].samples
+            for reason in sorted(self.unparsed):
+                extra.append(Sample("unparsed", (("reason", reason),), self.unparsed[reason], "c"))
+            if self.overflow:
+                extra.append(Sample("series_overflow", (), self.overflow, "c"))
+            self.unparsed = Counter()
+            self.overflow = 0
+        return out
+
+    def _finish(self, series_map: dict[tuple[str, ...], _Series]) -> list[Sample]:
+        st = self.stats
+        names = [name for name, _ in self._label_src]
+        qs = [p / 100.0 for p in st.percentiles]
+        pnames = ["latency_" + percentile_name(p) for p in st.percentiles]
+        les = [_num(b) for b in st.buckets] + ["+Inf"]
+        out: list[Sample] = []
+        for values in sorted(series_map):
+            s = series_map[values]
+            sk = s.sketch
+            labels: Labels = tuple(zip(names, values, strict=True))
+            out.append(Sample("requests", labels, sk.count, "c"))
+            out.append(Sample("errors", labels, s.errors, "c"))
+            out.append(Sample("latency_sum", labels, _round(sk.sum), "c"))
+            out.append(Sample("rate", labels, _round(sk.count / st.interval_secs), "g"))
+            out.append(Sample("latency_min", labels, _round(sk.min), "g"))
+            out.append(Sample("latency_max", labels, _round(sk.max), "g"))
+            out.append(Sample("latency_mean", labels, _round(sk.sum / sk.count), "g"))
+            if qs:
+                for pname, est in zip(pnames, sk.quantiles(qs), strict=True):
+                    out.append(Sample(pname, labels, _round(est), "g"))
+            if st.buckets:
+                cum = 0
+                for le, c in zip(les, s.buckets, strict=True):
+                    cum += c
+                    out.append(Sample("latency_bucket", (*labels, ("le", le)), cum, "c"))
+        return out
+
+
+def _round(v: float) -> float:
+    """Values leave with 6 decimals: enough for microseconds in seconds, stable in golden files."""
+    r = round(v, 6)
+    return 0.0 if r == 0 else r
+
+
+def _num(v: float) -> str:
+    return f"{v:.6f}".rstrip("0").rstrip(".")
+
+
+def parse_time(raw: Raw, fmt: str) -> float | None:
+    """Epoch seconds of a time field; None when it does not parse. Times without a zone are UTC.
+    fmt: "unix" (seconds, may be fractional), "unix_ms", "iso8601", or a strptime format."""
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    try:
+        if fmt == "unix":
+            t = float(text)
+        elif fmt == "unix_ms":
+            t = float(text) / 1000.0
+        elif fmt == "iso8601":
+            dt = datetime.fromisoformat(text.strip())
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            t = dt.timestamp()
+        else:
+            dt = datetime.strptime(text, fmt)
+            if dt.tzinfo is None:
+                t = calendar.timegm(dt.timetuple()) + dt.microsecond / 1e6
+            else:
+                t = dt.timestamp()
+    except (ValueError, OverflowError):
+        return None
+    return t if math.isfinite(t) else None
+
+
+__all__ = ["Aggregator", "Interval", "Sample", "StatsSettings", "parse_time"]

@@ -1,0 +1,200 @@
+"""Turns a batch of log lines into counts of the few raw fields the statistics need.
+
+A parser returns a Counter keyed by tuples of raw field values (bytes or str; None when absent)
+in the order of `Parser.columns`, plus a Counter of unparsed lines by reason. Counting identical
+tuples first is what makes the hot path cheap: a profile log repeats the same interface, status
+and (integer millisecond) latency over and over, so the per-value work of the aggregator runs
+once per distinct tuple instead of once per line. The delimited format does the per-line work
+in C (bytes.split, operator.itemgetter and Counter over map()), falling back to a per-line loop
+only for a batch that contains a line with too few fields.
+
+Unparsed reasons: empty, no_match (regex did not match / too few delimited fields), bad_json,
+missing_field (JSON / logfmt line without the latency field).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from itertools import repeat
+from typing import Any
+
+from opsagent.processors.profile.presets import Effective
+
+Raw = bytes | str | None
+Key = tuple[Raw, ...]
+
+# logfmt: key=value, key="quoted \" value", bare key (value "true"); see
+# https://brandur.org/logfmt
+_LOGFMT = re.compile(rb'([^\s=]+)(?:=("(?:[^"\\]|\\.)*"|\S*))?')
+
+
+class Parser:
+    """Extracts `columns` (latency first, then error, time and label fields) from lines."""
+
+    def __init__(self, eff: Effective, record_labels: Sequence[str] = ()) -> None:
+        self.eff = eff
+        cols: list[str] = [eff.latency_field]
+        for name in (eff.error_field, eff.time_field, *eff.labels):
+            if name and name not in cols and name not in record_labels:
+                cols.append(name)
+        self.columns: tuple[str, ...] = tuple(cols)
+        self.index = {name: i for i, name in enumerate(cols)}
+        fmt = eff.format
+        self._parse: Callable[[list[bytes]], tuple[Counter[Key], Counter[str]]]
+        if fmt == "delimited":
+            self._setup_delimited()
+            self._parse = self._parse_delimited
+        elif fmt == "regex":
+            self._regex = re.compile(eff.pattern.encode())
+            self._parse = self._parse_regex
+        elif fmt == "json":
+            self._paths = [c.split(".") for c in cols]
+            self._parse = self._parse_json
+        elif fmt == "logfmt":
+            self._names = [c.encode() for c in cols]
+            self._parse = self._parse_logfmt
+        else:  # config validation makes this unreachable
+            raise ValueError(f"unknown format {fmt!r}")
+
+    def parse(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
+        """Counts of column tuples, and counts of unparsed lines by reason."""
+        return self._parse(lines)
+
+    # -- delimited ---------------------------------------------------------------------------
+
+    def _setup_delimited(self) -> None:
+        positions = {name: i for i, name in enumerate(self.eff.fields) if name}
+        idx = [positions.get(c, -1) for c in self.columns]
+        # Columns the format does not have (labels that are not fields) read as None.
+        self._missing = [i for i, p in enumerate(idx) if p < 0]
+        real = [p if p >= 0 else 0 for p in idx]
+        self._min_fields = max(real) + 1
+        # itemgetter of one index returns the item, not a 1-tuple: always ask for >= 2.
+        self._getter = operator.itemgetter(*real, real[0]) if len(real) == 1 else \
+            operator.itemgetter(*real)
+        self._ncols = len(real)
+        self._delim = self.eff.delimiter.encode()
+
+    def _parse_delimited(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
+        delim, maxsplit = self._delim, self._min_fields
+        bad: Counter[str] = Counter()
+        try:
+            counts: Counter[Key] = Counter(
+                map(self._getter, map(bytes.split, lines, repeat(delim), repeat(maxsplit))))
+        except IndexError:  # a line with too few fields: classify line by line
+            counts = Counter()
+            getter, need = self._getter, self._min_fields
+            for line in lines:
+                parts = line.split(delim, maxsplit)
+                if len(parts) >= need:
+                    counts[getter(parts)] += 1
+                else:
+                    bad["no_match" if line.strip() else "empty"] += 1
+        if self._missing or len(self.columns) != self._ncols or self._ncols == 1:
+            counts = self._fix_columns(counts)
+        return counts, bad
+
+    def _fix_columns(self, counts: Counter[Key]) -> Counter[Key]:
+        out: Counter[Key] = Counter()
+        n, missing = len(self.columns), self._missing
+        for key, c in counts.items():
+            vals: list[Raw] = list(key[:n])
+            for i in missing:
+                vals[i] = None
+            out[tuple(vals)] += c
+        return out
+
+    # -- regex -------------------------------------------------------------------------------
+
+    def _parse_regex(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
+        match = self._regex.match
+        groups = self._regex.groupindex
+        names = [c if c in groups else None for c in self.columns]
+        bad: Counter[str] = Counter()
+        keys: list[Key] = []
+        append = keys.append
+        full = [c for c in names if c is not None]
+        if len(full) == len(names) and len(names) > 1:
+            for line in lines:
+                m = match(line)
+                if m is None:
+                    bad["no_match" if line.strip() else "empty"] += 1
+                else:
+                    append(m.group(*full))
+        else:
+            for line in lines:
+                m = match(line)
+                if m is None:
+                    bad["no_match" if line.strip() else "empty"] += 1
+                else:
+                    append(tuple(m.group(nm) if nm else None for nm in names))
+        return Counter(keys), bad
+
+    # -- JSON lines --------------------------------------------------------------------------
+
+    def _parse_json(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
+        counts: Counter[Key] = Counter()
+        bad: Counter[str] = Counter()
+        paths = self._paths
+        for line in lines:
+            if not line.strip():
+                bad["empty"] += 1
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                bad["bad_json"] += 1
+                continue
+            if not isinstance(obj, dict):
+                bad["bad_json"] += 1
+                continue
+            vals = tuple(_json_value(obj, p) for p in paths)
+            if vals[0] is None:
+                bad["missing_field"] += 1
+                continue
+            counts[vals] += 1
+        return counts, bad
+
+    # -- logfmt ------------------------------------------------------------------------------
+
+    def _parse_logfmt(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
+        counts: Counter[Key] = Counter()
+        bad: Counter[str] = Counter()
+        names = self._names
+        findall = _LOGFMT.findall
+        for line in lines:
+            if not line.strip():
+                bad["empty"] += 1
+                continue
+            pairs = dict(findall(line))
+            vals = tuple(_logfmt_value(pairs.get(n)) for n in names)
+            if vals[0] is None:
+                bad["missing_field"] += 1
+                continue
+            counts[vals] += 1
+        return counts, bad
+
+
+def _json_value(obj: dict[str, Any], path: list[str]) -> str | None:
+    cur: Any = obj
+    for part in path:
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    if cur is None or isinstance(cur, dict | list):
+        return None
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)
+
+
+def _logfmt_value(raw: bytes | None) -> bytes | None:
+    if raw is None:
+        return None
+    if raw.startswith(b'"') and raw.endswith(b'"') and len(raw) >= 2:
+        return re.sub(rb"\\(.)", rb"\1", raw[1:-1])
+    return raw if raw else b""

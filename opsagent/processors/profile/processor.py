@@ -1,0 +1,120 @@
+"""One pipeline's processing without I/O: batches of lines of one file -> unwrap -> parse ->
+aggregate; flush() returns finished intervals. Used by `profile replay` and the running
+pipeline alike, so both produce the same statistics from the same lines."""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections import Counter
+from collections.abc import Hashable, Mapping
+
+import prometheus_client
+
+from opsagent.processors.profile.aggregate import Aggregator, StatsSettings
+from opsagent.processors.profile.config import ProfileConfig
+from opsagent.processors.profile.parse import Parser
+from opsagent.processors.profile.presets import effective
+from opsagent.processors.profile.samples import Interval
+from opsagent.processors.profile.unwrap import Unwrapper
+
+
+class _Metrics:
+    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
+        self.lines = prometheus_client.Counter(
+            "opsagent_profile_lines", "profile lines aggregated", ["pipeline"],
+            registry=registry)
+        self.unparsed = prometheus_client.Counter(
+            "opsagent_profile_unparsed_lines", "profile lines not aggregated, by reason",
+            ["pipeline", "reason"], registry=registry)
+        self.overflow = prometheus_client.Counter(
+            "opsagent_profile_overflow_lines",
+            "profile lines put in the `other` series by the max_series cap", ["pipeline"],
+            registry=registry)
+        self.late = prometheus_client.Counter(
+            "opsagent_profile_late_lines",
+            "profile lines whose interval was already sent (counted in the next one)",
+            ["pipeline"], registry=registry)
+
+
+_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = \
+    weakref.WeakKeyDictionary()
+
+
+def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
+    m = _METRICS.get(registry)
+    if m is None:
+        m = _METRICS[registry] = _Metrics(registry)
+    return m
+
+
+class ProfileProcessor:
+    def __init__(self, cfg: ProfileConfig,
+                 registry: prometheus_client.CollectorRegistry | None = None,
+                 static_labels: tuple[str, ...] = ("node", "pod", "namespace")) -> None:
+        self.cfg = cfg
+        eff = effective(cfg)
+        known = eff.format_fields()
+        path_groups = set(re.compile(cfg.tail.path_pattern).groupindex) \
+            if cfg.tail.path_pattern else set()
+        # Labels the line cannot supply come from the record's fields (path_pattern groups,
+        # node/pod/namespace).
+        record_labels = tuple(
+            name for name in eff.labels
+            if name in path_groups or (known is not None and name not in known)
+            or (known is None and name in static_labels))
+        self.parser = Parser(eff, record_labels)
+        self.agg = Aggregator(eff, self.parser.columns, StatsSettings(
+            interval_secs=cfg.interval_secs, percentiles=cfg.percentiles, buckets=cfg.buckets,
+            max_series=cfg.max_series, relative_accuracy=cfg.relative_accuracy,
+            max_sketch_buckets=cfg.max_sketch_buckets, report_unit=cfg.report_unit))
+        self._unwrappers: dict[Hashable, Unwrapper] = {}
+        self._max_line = cfg.tail.max_line_bytes
+        self._m = _metrics(registry).__dict__ if registry is not None else None
+        self._name = cfg.name
+        self._late_seen = 0
+
+    def process(self, file: Hashable, lines: list[bytes], now: float,
+                fields: Mapping[str, str] | None = None) -> None:
+        """Add the lines of one file; `now` (epoch seconds) stamps lines without event time."""
+        bad: Counter[str] = Counter()
+        if self.cfg.wrapper != "none":
+            un = self._unwrappers.get(file)
+            if un is None:
+                un = self._unwrappers[file] = Unwrapper(self.cfg.wrapper, self._max_line)
+            lines = un.unwrap(lines, bad)
+        counts, bad_parse = self.parser.parse(lines)
+        bad.update(bad_parse)
+        before = self.agg.parsed
+        unparsed_before = Counter(self.agg.unparsed)
+        overflow_before = self.agg.overflow
+        self.agg.add_unparsed(bad)
+        self.agg.add(counts, now, fields)
+        if self._m is not None:
+            name = self._name
+            self._m["lines"].labels(name).inc(self.agg.parsed - before)
+            for reason, n in (self.agg.unparsed - unparsed_before).items():
+                self._m["unparsed"].labels(name, reason).inc(n)
+            if self.agg.overflow > overflow_before:
+                self._m["overflow"].labels(name).inc(self.agg.overflow - overflow_before)
+            if self.agg.late > self._late_seen:
+                self._m["late"].labels(name).inc(self.agg.late - self._late_seen)
+                self._late_seen = self.agg.late
+
+    def count_unparsed(self, reason: str, n: int) -> None:
+        """Lines dropped before parsing (e.g. truncated by the tail source)."""
+        if n:
+            self.agg.add_unparsed({reason: n})
+            if self._m is not None:
+                self._m["unparsed"].labels(self._name, reason).inc(n)
+
+    def forget_file(self, file: Hashable) -> None:
+        self._unwrappers.pop(file, None)
+
+    def flush(self, before: float | None = None, stamp: int | None = None) -> list[Interval]:
+        """Finished intervals (see Aggregator.flush)."""
+        return self.agg.flush(before, stamp)
+
+    def align(self, t: float) -> int:
+        """Start of the interval containing epoch second t."""
+        return int(t // self.cfg.interval_secs) * self.cfg.interval_secs

@@ -1,0 +1,183 @@
+"""Sends profile statistics to statsd (statsd_exporter) over UDP, many metrics per datagram.
+
+Wire format: `<name>#<label>=<value>,...:<value>|c` (counters, per-interval deltas) and `...|g`
+(gauges), labels as Librato-style tags, which statsd_exporter turns into Prometheus labels
+(https://github.com/prometheus/statsd_exporter#tagging-extensions). Librato style keeps the tags
+inside the stat name, so the `statsd` package's own formatting and datagram packing
+(`StatsClientBase.incr/gauge` and `udp.Pipeline`) are used unchanged; only its transport is
+replaced: the package's StatsClient resolves its host once at construction (blocking) and drops
+send errors silently, while this sink re-resolves periodically without blocking and counts every
+failure. Names are `<prefix>_<pipeline>_<stat>` with anything outside [A-Za-z0-9_] replaced by
+"_"; label values keep [A-Za-z0-9_.+/-] and replace the rest with "_" (empty -> "none").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import re
+import socket
+import weakref
+from typing import Any
+
+import prometheus_client
+from statsd.client.base import StatsClientBase
+from statsd.client.udp import Pipeline
+
+from opsagent.clock import Clock
+from opsagent.processors.profile.samples import Interval
+from opsagent.sinks.resolver import ResolveFn, Resolver, getaddrinfo_resolve
+
+log = logging.getLogger("opsagent.sinks.statsd")
+
+_BAD_NAME = re.compile(r"[^A-Za-z0-9_]")
+_BAD_VALUE = re.compile(r"[^A-Za-z0-9_.+/\-]")
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsdConfig:
+    host: str = "127.0.0.1"
+    port: int = 9125  # statsd_exporter's default UDP port
+    prefix: str = "profile"  # first part of every metric name ("" for none)
+    max_datagram_bytes: int = 1432  # fits a 1500-byte MTU; use 8932 for jumbo frames
+    resolve_interval_secs: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("host must not be empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be within 1..65535, got {self.port}")
+        if not 64 <= self.max_datagram_bytes <= 65507:
+            raise ValueError(
+                f"max_datagram_bytes must be within 64..65507, got {self.max_datagram_bytes}")
+        if self.resolve_interval_secs <= 0:
+            raise ValueError("resolve_interval_secs must be > 0")
+
+
+def sanitize_name(name: str) -> str:
+    out = _BAD_NAME.sub("_", name)
+    return "_" + out if out[:1].isdigit() else out
+
+
+def sanitize_value(value: str) -> str:
+    return _BAD_VALUE.sub("_", value) if value else "none"
+
+
+class _Client(StatsClientBase):  # type: ignore[misc]
+    """The statsd package's client API with our transport (`deliver` gets each datagram)."""
+
+    def __init__(self, deliver: Any, max_datagram_bytes: int) -> None:
+        self._prefix = None
+        # udp.Pipeline starts a new datagram when len(stat) + len(data) + 1 >= _maxudpsize.
+        self._maxudpsize = max_datagram_bytes + 1
+        self._deliver = deliver
+
+    def _send(self, data: str) -> None:
+        self._deliver(data)
+
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self)
+
+
+class _Metrics:
+    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
+        self.datagrams = prometheus_client.Counter(
+            "opsagent_statsd_datagrams", "statsd datagrams sent", ["pipeline"],
+            registry=registry)
+        self.metrics = prometheus_client.Counter(
+            "opsagent_statsd_metrics", "statsd metric lines handed to the socket",
+            ["pipeline"], registry=registry)
+        self.errors = prometheus_client.Counter(
+            "opsagent_statsd_send_errors", "statsd datagrams not sent, by reason",
+            ["pipeline", "reason"], registry=registry)
+
+
+_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = \
+    weakref.WeakKeyDictionary()
+
+
+def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
+    m = _METRICS.get(registry)
+    if m is None:
+        m = _METRICS[registry] = _Metrics(registry)
+    return m
+
+
+def format_datagrams(pipeline: str, cfg: StatsdConfig, interval: Interval) -> list[str]:
+    """The datagrams (newline-joined metric lines) for one interval, in order."""
+    out: list[str] = []
+    client = _Client(out.append, cfg.max_datagram_bytes)
+    base = sanitize_name(f"{cfg.prefix}_{pipeline}_" if cfg.prefix else f"{pipeline}_")
+    with client.pipeline() as pipe:
+        for s in interval.samples:
+            stat = base + sanitize_name(s.name)
+            if s.labels:
+                stat += "#" + ",".join(
+                    f"{sanitize_name(k)}={sanitize_value(v)}" for k, v in s.labels)
+            if s.kind == "c":
+                pipe.incr(stat, s.value)
+            else:
+                pipe.gauge(stat, s.value)
+    return out
+
+
+class StatsdSink:
+    """Formats intervals and sends them over a non-blocking UDP socket; never raises on I/O."""
+
+    def __init__(self, pipeline: str, cfg: StatsdConfig, *, clock: Clock,
+                 registry: prometheus_client.CollectorRegistry,
+                 resolve: ResolveFn = getaddrinfo_resolve, background: bool = True) -> None:
+        self.pipeline, self.cfg = pipeline, cfg
+        self.resolver = Resolver(cfg.host, cfg.port, socktype=socket.SOCK_DGRAM,
+                                 interval_secs=cfg.resolve_interval_secs, clock=clock,
+                                 resolve=resolve, background=background)
+        m = _metrics(registry)
+        self._datagrams = m.datagrams.labels(pipeline)
+        self._metric_lines = m.metrics.labels(pipeline)
+        self._errors = m.errors
+        self._sock: socket.socket | None = None
+        self._family = -1
+
+    def start(self) -> None:
+        """Resolve the host once, synchronously (before anything is sent)."""
+        self.resolver.resolve_now()
+
+    def send(self, interval: Interval) -> None:
+        for dg in format_datagrams(self.pipeline, self.cfg, interval):
+            self._send_datagram(dg)
+
+    def _error(self, reason: str) -> None:
+        self._errors.labels(self.pipeline, reason).inc()
+
+    def _send_datagram(self, data: str) -> None:
+        addr = self.resolver.current()
+        if addr is None:
+            self._error("unresolved")
+            return
+        family, sockaddr = addr
+        try:
+            if self._sock is None or family != self._family:
+                self.close()
+                self._sock = socket.socket(family, socket.SOCK_DGRAM)
+                self._sock.setblocking(False)
+                self._family = family
+            self._sock.sendto(data.encode("utf-8"), sockaddr)
+        except BlockingIOError:
+            self._error("would_block")
+        except OSError as e:
+            self._error("os_error")
+            log.warning("statsd send failed", extra={
+                "component": "statsd", "pipeline": self.pipeline,
+                "error": errno.errorcode.get(e.errno or 0, str(e))})
+        else:
+            self._datagrams.inc()
+            self._metric_lines.inc(data.count("\n") + 1)
+
+    def tick(self) -> None:
+        """Nothing to do between sends (UDP)."""
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
