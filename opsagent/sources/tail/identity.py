@@ -64,3 +64,9 @@ def tail_hash(fd: int, offset: int) -> str:
     """Hash of the bytes just before `offset` (at most TAIL_BYTES)."""
     start = max(0, offset - TAIL_BYTES)
     return hash_bytes(pread_exact(fd, offset - start, start))
+
+
+def matches_checkpoint(fd: int, size: int, offset: int, head: str, tail: str) -> bool:
+    """Whether an open file is the one a checkpoint at `offset` was taken of: long enough, and
+    the same first bytes and bytes just before the offset (else: inode reuse or rewrite)."""
+    return size >= offset and head_hash(fd, offset) == head and tail_hash(fd, offset) == tail

@@ -72,6 +72,7 @@ class TailedFile:
         self.emitted = offset  # end of the last queued segment
         self.acked = offset
         self.size = offset  # last known size
+        self.at_eof = False  # the last fstat found nothing more to read
         # The file's first bytes as read (to detect truncate + regrow).
         self.head = pread_exact(fd, min(offset, HEAD_BYTES), 0)
         self.last_growth = clock.monotonic()
@@ -103,6 +104,7 @@ class TailedFile:
             if len(chunk) < n:
                 break
         if total:
+            self.at_eof = False
             self.last_growth = self._clock.monotonic()
             if self.pos > self.size:
                 self.size = self.pos
@@ -275,6 +277,7 @@ class TailedFile:
         self.skipping = False
         self.head = b""
         self.size = 0
+        self.at_eof = False
         self.saved_cp = None
         if self._cfg.multiline is not None:
             self.joiner = MultilineJoiner(self._cfg.multiline, self._clock)

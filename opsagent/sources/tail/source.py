@@ -3,12 +3,10 @@ resumable from checkpoints that advance only as far as the consumer acknowledged
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Mapping
 
 import prometheus_client
@@ -29,81 +27,20 @@ from opsagent.sources.tail.identity import (
     fingerprint,
     hash_bytes,
     head_hash,
+    matches_checkpoint,
     pread_exact,
     tail_hash,
 )
 from opsagent.sources.tail.metadata import PathFields
+from opsagent.sources.tail.metrics import tail_metrics
 from opsagent.sources.tail.reader import Seg, TailedFile
+from opsagent.sources.tail.records import Batch, Record, to_batches, to_records
+from opsagent.sources.tail.retire import finished_reading, plan
 from opsagent.state.checkpoints import Checkpoint, CheckpointStore
 
 log = logging.getLogger("opsagent.tail")
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Record:
-    """One line (or one joined multiline group) of one file."""
-
-    key: FileKey
-    path: str  # path at read time (may be a rotated name)
-    start: int  # offset of the line's first byte
-    end: int  # offset just past its newline (== start + len(line) for a timed-out partial line)
-    data: bytes  # without the newline; multiline groups joined with b"\n"; maybe truncated
-    truncated: bool  # data was cut at max_line_bytes (the whole span start..end was consumed)
-    fields: Mapping[str, str]  # node, pod, namespace + path_pattern groups (shared per file)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Batch:
-    """Consecutive records of one file without a Record object per line (the fast path).
-
-    lines[i] is the data of one record; the batch spans start..end (ack with `end`).
-    `truncated` counts the lines cut at max_line_bytes."""
-
-    key: FileKey
-    path: str
-    start: int
-    end: int
-    lines: list[bytes]
-    truncated: int
-    fields: Mapping[str, str]
-
-
-class _Metrics:
-    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ("pipeline",)) -> (
-            prometheus_client.Counter
-        ):
-            return prometheus_client.Counter(name, doc, list(labels), registry=registry)
-
-        self.lines = counter("opsagent_tail_lines_total", "Lines read (before multiline joins)")
-        self.bytes = counter("opsagent_tail_bytes_total", "Bytes read from tailed files")
-        self.truncated_lines = counter(
-            "opsagent_tail_truncated_lines_total", "Lines cut at max_line_bytes")
-        self.truncations = counter(
-            "opsagent_tail_truncations_total", "Files found truncated (copytruncate)")
-        self.lost = counter(
-            "opsagent_tail_truncation_lost_bytes_total",
-            "Bytes known to exist but not read when a file was truncated (a lower bound)")
-        self.abandoned = counter(
-            "opsagent_tail_abandoned_bytes_total",
-            "Unread bytes of deleted files closed because of the open-deleted-files budget")
-        self.rotations = counter(
-            "opsagent_tail_rotations_total", "Tailed files renamed away from their name")
-        self.errors = counter(
-            "opsagent_tail_errors_total", "Problems by reason", ("pipeline", "reason"))
-        self.files_open = prometheus_client.Gauge(
-            "opsagent_tail_files_open", "Files held open", ["pipeline"], registry=registry)
-
-
-_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = (
-    weakref.WeakKeyDictionary())
-
-
-def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
-    m = _METRICS.get(registry)
-    if m is None:
-        m = _METRICS[registry] = _Metrics(registry)
-    return m
+__all__ = ["Batch", "Record", "TailSource"]
 
 
 _OPEN_ERRORS = {errno.ELOOP: "symlink", errno.EACCES: "permission", errno.EPERM: "permission",
@@ -149,7 +86,7 @@ class TailSource:
         self._started = False
         self._last_saved: dict[str, int] = {}
         self._next_rescan = self._next_save = 0.0
-        m = _metrics(registry)
+        m = tail_metrics(registry)
         self._m_lines = m.lines.labels(pipeline=name)
         self._m_bytes = m.bytes.labels(pipeline=name)
         self._m_truncated_lines = m.truncated_lines.labels(pipeline=name)
@@ -170,8 +107,9 @@ class TailSource:
             self._started = True
             loaded = self._store.load() if self._store is not None else {}
             self._resume_from = {(cp.dev, cp.ino): cp for cp in loaded.values()}
-            self._rescan(initial=True)
+            # Files renamed away while the agent was down are older: open (and read) them first.
             self._find_renamed_while_stopped()
+            self._rescan(initial=True)
             self._resume_from = {}
             now = self._clock.monotonic()
             self._next_rescan = now + self._cfg.rescan_interval_secs
@@ -192,11 +130,11 @@ class TailSource:
 
     def poll(self, max_records: int = 10_000, timeout: float = 0.5) -> list[Record]:
         """Up to max_records new records, waiting up to `timeout` seconds when none is ready."""
-        return self._to_records(self._poll_segs(max_records, timeout))
+        return to_records(self._poll_segs(max_records, timeout))
 
     def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5) -> list[Batch]:
         """Like poll() but grouped per file run (cheaper for high line rates)."""
-        return self._to_batches(self._poll_segs(max_lines, timeout))
+        return to_batches(self._poll_segs(max_lines, timeout))
 
     def flush_partial(self) -> list[Record]:
         """At shutdown: emit held partial lines and multiline groups."""
@@ -209,7 +147,7 @@ class TailSource:
                     out.append((f, segs))
                     if self._auto_ack:
                         f.acked = segs[-1].end
-        return self._to_records(out)
+        return to_records(out)
 
     def ack(self, key: FileKey, end: int) -> None:
         """Everything of file `key` up to byte `end` is delivered (acks come in order per file).
@@ -258,44 +196,61 @@ class TailSource:
                 self._rescan(initial=False)
                 self._next_rescan = now + self._cfg.rescan_interval_secs
             remaining = max_lines
-            chunk = self._cfg.read_chunk_bytes
+            flushed: set[int] = set()
             for f in list(self._files.values()):
                 if remaining <= 0:
                     break
                 if f.fd >= 0:
-                    got = 0
-                    try:
-                        while f.ready_lines < remaining:
-                            n = f.read(chunk)
-                            got += n
-                            if n < chunk:
-                                break
-                        if got == 0:
-                            self._check_at_eof(f)
-                    except OSError as e:
-                        self._error("read", f, e)
-                    self._m_bytes.inc(got)
-                    f.flush_due()
+                    self._read_file(f, remaining)
+                    if finished_reading(f, now, self._cfg):
+                        f.flush_all()
+                        flushed.add(id(f))
                 segs = f.take(remaining)
                 if segs:
                     remaining -= sum(len(s.lines) for s in segs)
                     out.append((f, segs))
                     if self._auto_ack:
                         f.acked = segs[-1].end
-            self._retire(now)
+            done, abandon = plan(list(self._files.values()), now, self._cfg, flushed)
+            for f in done:
+                self._close(f)
+            for f in abandon:
+                self._abandon(f)
             if now >= self._next_save:
                 self._save()
                 self._next_save = now + self._cfg.checkpoint_interval_secs
         return out
 
-    def _check_at_eof(self, f: TailedFile) -> None:
+    def _read_file(self, f: TailedFile, want: int) -> None:
+        """Read until `want` lines are queued, EOF, or the read-ahead cap; at EOF check for
+        truncation (then read the new content at once) and deletion."""
+        chunk = self._cfg.read_chunk_bytes
+        got = 0
+        try:
+            for _generation in range(2):
+                while f.ready_lines < want:
+                    n = f.read(chunk)
+                    got += n
+                    if n < chunk:
+                        break
+                if got or not self._check_at_eof(f):
+                    break
+        except OSError as e:
+            self._error("read", f, e)
+        self._m_bytes.inc(got)
+        f.flush_due()
+
+    def _check_at_eof(self, f: TailedFile) -> bool:
+        """fstat after a read found nothing; True when the file was truncated."""
         st = os.fstat(f.fd)
         if st.st_nlink == 0 and f.deleted_at is None:
             f.deleted_at = self._clock.monotonic()
         if st.st_size < f.pos:
             self._truncated(f)
-        else:
-            f.size = max(f.size, st.st_size)
+            return True
+        f.size = max(f.size, st.st_size)
+        f.at_eof = st.st_size == f.pos
+        return False
 
     def _truncated(self, f: TailedFile) -> None:
         lost = max(0, f.size - f.pos)
@@ -408,8 +363,7 @@ class TailSource:
                 initial: bool) -> tuple[int, FileKey]:
         """Where to start reading a newly opened file, and its key."""
         if cp is not None:
-            if (st.st_size >= cp.offset and head_hash(fd, cp.offset) == cp.head_hash
-                    and tail_hash(fd, cp.offset) == cp.tail_hash):
+            if matches_checkpoint(fd, st.st_size, cp.offset, cp.head_hash, cp.tail_hash):
                 return cp.offset, FileKey(cp.dev, cp.ino, cp.fingerprint)
             reason = "truncated_while_stopped" if st.st_size < cp.offset else "inode_reuse"
             self._m_errors.labels(pipeline=self.name, reason=reason).inc()
@@ -427,6 +381,12 @@ class TailSource:
             root = self._matcher.root_of(cp.path)
             if root is None:
                 continue
+            try:
+                st = os.lstat(cp.path)
+                if (st.st_dev, st.st_ino) == ident:
+                    continue  # still under its name: the scan will find it
+            except OSError:
+                pass
             path = find_by_inode(os.path.dirname(cp.path), cp.dev, cp.ino)
             if path is None:
                 continue
@@ -434,15 +394,15 @@ class TailSource:
                 fd, st = open_beneath(root, path)
             except OSError:
                 continue
-            ok = (st.st_dev, st.st_ino) == ident and st.st_size >= cp.offset
             try:
-                ok = ok and head_hash(fd, cp.offset) == cp.head_hash
-                ok = ok and tail_hash(fd, cp.offset) == cp.tail_hash
+                ok = (st.st_dev, st.st_ino) == ident and matches_checkpoint(
+                    fd, st.st_size, cp.offset, cp.head_hash, cp.tail_hash)
             except OSError:
                 ok = False
             if not ok:
                 os.close(fd)
                 continue
+            del self._resume_from[ident]
             f = self._track(fd, FileKey(cp.dev, cp.ino, cp.fingerprint), path, root, cp.offset)
             f.rotated_out = True
             self._m_rotations.inc()
@@ -464,33 +424,6 @@ class TailSource:
                                              "file": f.path, "error": str(e)})
 
     # ---- retiring files -------------------------------------------------------------------
-
-    def _retire(self, now: float) -> None:
-        cfg = self._cfg
-        deleted: list[TailedFile] = []
-        for f in list(self._files.values()):
-            if f.fd < 0:
-                if not f.ready and f.acked >= f.emitted:
-                    self._close(f)
-                continue
-            if f.deleted_at is None and not f.rotated_out:
-                continue
-            if f.pos < f.size or f.ready_lines:
-                if f.deleted_at is not None:
-                    deleted.append(f)
-                continue
-            if f.deleted_at is None and now - f.last_growth < cfg.rotated_file_idle_secs:
-                continue
-            f.flush_all()
-            if not f.ready and f.acked >= f.emitted:
-                self._close(f)
-            elif f.deleted_at is not None:
-                deleted.append(f)
-        deleted.sort(key=lambda f: f.deleted_at or 0.0)
-        over = len(deleted) - cfg.max_open_deleted_files
-        for i, f in enumerate(deleted):
-            if i < over or now - (f.deleted_at or now) > cfg.deleted_file_max_secs:
-                self._abandon(f)
 
     def _abandon(self, f: TailedFile) -> None:
         """Close a deleted file over budget; what was read is still delivered."""
@@ -554,44 +487,3 @@ class TailSource:
                                                         "pipeline": self.name, "error": str(e)})
             return
         self._last_saved = offsets
-
-    # ---- output ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _to_records(parts: list[tuple[TailedFile, list[Seg]]]) -> list[Record]:
-        out: list[Record] = []
-        append = out.append
-        rec = Record
-        for f, segs in parts:
-            path, fields = f.path, f.fields
-            for seg in segs:
-                key = seg.key
-                if not seg.regular:
-                    append(rec(key, path, seg.start, seg.end, seg.lines[0], seg.truncated,
-                               fields))
-                    continue
-                pos = seg.start
-                for line in seg.lines:
-                    end = pos + len(line) + 1
-                    append(rec(key, path, pos, end, line, False, fields))
-                    pos = end
-        return out
-
-    @staticmethod
-    def _to_batches(parts: list[tuple[TailedFile, list[Seg]]]) -> list[Batch]:
-        out: list[Batch] = []
-        for f, segs in parts:
-            i = 0
-            while i < len(segs):
-                key = segs[i].key
-                j = i
-                lines: list[bytes] = []
-                truncated = 0
-                while j < len(segs) and segs[j].key == key:
-                    lines.extend(segs[j].lines)
-                    truncated += segs[j].truncated
-                    j += 1
-                out.append(Batch(key, f.path, segs[i].start, segs[j - 1].end, lines, truncated,
-                                 f.fields))
-                i = j
-        return out

@@ -1,0 +1,77 @@
+"""What the tail source hands out: one Record per line, or a Batch per run of lines of one file
+(the fast path: no object per line)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from opsagent.sources.tail.identity import FileKey
+from opsagent.sources.tail.reader import Seg, TailedFile
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    """One line (or one joined multiline group) of one file."""
+
+    key: FileKey
+    path: str  # path at read time (may be a rotated name)
+    start: int  # offset of the line's first byte
+    end: int  # offset just past its newline (== start + len(line) for a timed-out partial line)
+    data: bytes  # without the newline; multiline groups joined with b"\n"; maybe truncated
+    truncated: bool  # data was cut at max_line_bytes (the whole span start..end was consumed)
+    fields: Mapping[str, str]  # node, pod, namespace + path_pattern groups (shared per file)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """Consecutive records of one file without a Record object per line (the fast path).
+
+    lines[i] is the data of one record; the batch spans start..end (ack with `end`).
+    `truncated` counts the lines cut at max_line_bytes."""
+
+    key: FileKey
+    path: str
+    start: int
+    end: int
+    lines: list[bytes]
+    truncated: int
+    fields: Mapping[str, str]
+
+
+def to_records(parts: list[tuple[TailedFile, list[Seg]]]) -> list[Record]:
+    out: list[Record] = []
+    append = out.append
+    rec = Record
+    for f, segs in parts:
+        path, fields = f.path, f.fields
+        for seg in segs:
+            key = seg.key
+            if not seg.regular:
+                append(rec(key, path, seg.start, seg.end, seg.lines[0], seg.truncated,
+                           fields))
+                continue
+            pos = seg.start
+            for line in seg.lines:
+                end = pos + len(line) + 1
+                append(rec(key, path, pos, end, line, False, fields))
+                pos = end
+    return out
+
+def to_batches(parts: list[tuple[TailedFile, list[Seg]]]) -> list[Batch]:
+    out: list[Batch] = []
+    for f, segs in parts:
+        i = 0
+        while i < len(segs):
+            key = segs[i].key
+            j = i
+            lines: list[bytes] = []
+            truncated = 0
+            while j < len(segs) and segs[j].key == key:
+                lines.extend(segs[j].lines)
+                truncated += segs[j].truncated
+                j += 1
+            out.append(Batch(key, f.path, segs[i].start, segs[j - 1].end, lines, truncated,
+                             f.fields))
+            i = j
+    return out
