@@ -1,0 +1,1 @@
+"""Pipelines wire one source through processors to one sink (forward: tail -> Kafka)."""
