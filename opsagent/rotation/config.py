@@ -27,6 +27,7 @@ class RotateConfig:
     max_age_secs: float = 0.0             # delete archives older than this (by stamp); 0: off
     compress: bool = True
     compress_level: int = 3               # zstd level 1..19
+    compress_workers: int = 1             # archives compressed in parallel; 0: one per core
     delay_compress: bool = False          # leave the newest archive uncompressed one cycle
     quota_scope: Literal["directory", "pod"] = "directory"
     # With quota_scope = "pod": regex whose named group `pod` picks the pod out of a directory path.
@@ -54,6 +55,8 @@ class RotateConfig:
         for key in ("rotate_size_bytes", "keep", "quota_soft_bytes", "quota_hard_bytes"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0")
+        if self.compress_workers < 0:
+            raise ValueError("compress_workers must be >= 0")
         if not 1 <= self.compress_level <= 19:
             raise ValueError(f"compress_level must be 1..19, got {self.compress_level}")
         if self.quota_hard_bytes and self.quota_soft_bytes > self.quota_hard_bytes:

@@ -218,6 +218,7 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> int:
 
 
 def _compress(src: int, out: int, level: int) -> tuple[int, int]:
+    # zstandard releases the GIL while compressing: archives compress in parallel threads.
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
     read = written = 0
     with os.fdopen(os.dup(out), "wb", closefd=True) as fh:

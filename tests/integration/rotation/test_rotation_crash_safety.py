@@ -102,3 +102,19 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     result = svc.run_pass(dry_run=True)
     assert [a.kind for a in result.plan.actions] == ["rotate", "delete", "compress"]
     assert sorted(os.listdir(d)) == before
+
+
+def test_parallel_compression_of_many_archives(tmp_path: Path) -> None:
+    d = _tree(tmp_path)
+    svc = make_service(tmp_path / "tree", tmp_path / "state", compress=True, compress_workers=2,
+                       keep=0)
+    originals = {}
+    for k in range(8):
+        name = f"app.log.{stamp_of(NOW - 100 + k)}"
+        originals[name] = os.urandom(1000) * 50
+        (d / name).write_bytes(originals[name])
+    r = svc.run_pass()
+    assert [o.status for o in r.outcomes] == ["done"] * 8
+    assert sorted(os.listdir(d)) == sorted(n + ".zst" for n in originals)
+    for n, data in originals.items():
+        assert _unzstd((d / (n + ".zst")).read_bytes()) == data
