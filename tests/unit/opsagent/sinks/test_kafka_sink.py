@@ -1,0 +1,287 @@
+"""KafkaSink with an injected fake producer and a fake clock: acks in file order, bounded
+in-flight bytes, abort + backoff + in-order re-send, dead letters, fatal errors, close."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import prometheus_client
+import pytest
+from kafka import errors as ke
+
+from opsagent.clock import FakeClock
+from opsagent.errors import FatalError
+from opsagent.sinks.kafka import KafkaSink, KafkaSinkConfig, OutRecord, SinkClosed, SinkFull
+from tests.unit.opsagent.sinks.kafka_fakes import FakeFactory
+
+
+def rec(key: str, n: int, size: int = 0) -> OutRecord:
+    value = f"{key}-{n}".encode().ljust(size, b".")
+    return OutRecord(key=key, value=value, headers=[("file", key.encode()), ("offset", b"0")],
+                     end=n * 100)
+
+
+class Harness:
+    def __init__(self, tmp: Path, **cfg: object) -> None:
+        self.clock = FakeClock()
+        self.factory = FakeFactory()
+        self.registry = prometheus_client.CollectorRegistry()
+        self.dead_dir = tmp / "state"
+        kw: dict[str, object] = {"retry_backoff_base_secs": 1.0, "retry_backoff_max_secs": 8.0}
+        kw.update(cfg)
+        self.cfg = KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9092",), topic="logs",
+                                   **kw)  # type: ignore[arg-type]
+        self.sink = KafkaSink("crit", self.cfg, clock=self.clock, registry=self.registry,
+                              rng=random.Random(7), producer_factory=self.factory,
+                              dead_letter_dir=str(self.dead_dir))
+
+    def metric(self, name: str, **labels: str) -> float:
+        v = self.registry.get_sample_value(name, {"pipeline": "crit", **labels})
+        return 0.0 if v is None else v
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    harness = Harness(tmp_path)
+    harness.sink.start()
+    return harness
+
+
+def test_sends_key_value_headers_to_the_configured_topic(h: Harness) -> None:
+    h.sink.submit([rec("dev:ino:abc", 1)])
+    (sent,) = h.factory.current.sent
+    assert (sent.topic, sent.key, sent.value) == ("logs", b"dev:ino:abc", b"dev:ino:abc-1")
+    assert sent.headers == [("file", b"dev:ino:abc"), ("offset", b"0")]
+    assert h.metric("opsagent_kafka_records_sent_total") == 1
+
+
+def test_acks_are_contiguous_per_file_whatever_the_completion_order(h: Harness) -> None:
+    h.sink.submit([rec("a", 1), rec("a", 2), rec("b", 1), rec("a", 3)])
+    p = h.factory.current
+    p.by_value(b"a-2").succeed()
+    p.by_value(b"b-1").succeed()
+    assert h.sink.poll_acked() == [("b", 100)]
+    p.by_value(b"a-1").succeed()
+    assert h.sink.poll_acked() == [("a", 200)]
+    assert h.sink.poll_acked() == []
+    p.by_value(b"a-3").succeed()
+    assert h.sink.poll_acked() == [("a", 300)]
+    assert h.sink.inflight_bytes == 0
+    assert h.metric("opsagent_kafka_records_acked_total") == 4
+
+
+def test_submit_blocks_beyond_max_inflight_bytes(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_inflight_bytes=100)
+    h.sink.start()
+    big = [rec("a", i, size=40) for i in range(1, 5)]  # ~57 bytes each with key and headers
+    with pytest.raises(SinkFull) as exc:
+        h.sink.submit(big, timeout=0)
+    assert exc.value.accepted == 1
+    assert h.metric("opsagent_kafka_inflight_bytes") == h.sink.inflight_bytes > 0
+    h.factory.current.sent[0].future.succeed()
+    with pytest.raises(SinkFull) as exc:
+        h.sink.submit(big[1:], timeout=0)
+    assert exc.value.accepted == 1
+    assert h.sink.poll_acked() == [("a", 100)]
+    assert len(h.factory.current.sent) == 2
+
+
+def test_one_record_larger_than_the_window_is_still_taken_alone(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_inflight_bytes=10)
+    h.sink.start()
+    h.sink.submit([rec("a", 1, size=500)], timeout=0)
+    assert h.sink.pending_records() == 1
+
+
+def test_retriable_failure_aborts_then_resends_in_order_after_backoff(h: Harness) -> None:
+    h.sink.submit([rec("a", 1), rec("a", 2), rec("b", 1)])
+    p1 = h.factory.current
+    p1.by_value(b"b-1").succeed()
+    p1.by_value(b"a-1").fail(ke.KafkaTimeoutError("Expiring 1 record(s)"))
+    # The failing callback aborted the producer: a-2 failed with it, nothing more is sent.
+    assert p1.aborted
+    h.sink.submit([rec("a", 3)])
+    assert p1.values() == [b"a-1", b"a-2", b"b-1"]
+    assert h.sink.poll_acked() == [("b", 100)]
+    assert p1.closed is not None and len(h.factory.producers) == 1
+    # Backoff: attempt 1 with base 1.0 is in [0.5, 1.0].
+    h.clock.advance(0.49)
+    assert h.sink.poll_acked() == [] and len(h.factory.producers) == 1
+    h.clock.advance(0.52)
+    h.sink.poll_acked()
+    p2 = h.factory.current
+    assert p2 is not p1
+    assert p2.values() == [b"a-1", b"a-2", b"a-3"]
+    assert h.metric("opsagent_kafka_retries_total") == 2
+    assert h.metric("opsagent_kafka_producer_resets_total") == 1
+    assert h.metric("opsagent_kafka_errors_total", kind="timeout") == 1
+    for s in p2.sent:
+        s.future.succeed()
+    assert h.sink.poll_acked() == [("a", 300)]
+
+
+def test_backoff_grows_until_the_cap_and_resets_after_success(h: Harness) -> None:
+    h.sink.submit([rec("a", 1)])
+    delays = []
+    for _ in range(6):
+        p = h.factory.current
+        p.sent[-1].future.fail(ke.NotEnoughReplicasError())
+        h.sink.poll_acked()
+        start = h.clock.monotonic()
+        while h.factory.current is p:
+            h.clock.advance(0.01)
+            h.sink.poll_acked()
+        delays.append(h.clock.monotonic() - start)
+    caps = [1, 2, 4, 8, 8, 8]
+    for d, cap in zip(delays, caps, strict=True):
+        assert cap / 2 - 0.02 <= d <= cap + 0.02, (delays, caps)
+    h.factory.current.sent[-1].future.succeed()
+    assert h.sink.poll_acked() == [("a", 100)]
+    h.sink.submit([rec("a", 2)])
+    h.factory.current.sent[-1].future.fail(ke.NotEnoughReplicasError())
+    h.sink.poll_acked()
+    start = h.clock.monotonic()
+    p = h.factory.current
+    while h.factory.current is p:
+        h.clock.advance(0.01)
+        h.sink.poll_acked()
+    assert h.clock.monotonic() - start <= 1.02
+
+
+def test_fence_waits_for_the_aborted_producers_futures_and_counts_late_successes(
+        h: Harness) -> None:
+    h.sink.submit([rec("a", 1), rec("b", 1)])
+    p1 = h.factory.current
+    p1.fail_on_abort = False  # b-1's request is in flight and may still succeed
+    p1.by_value(b"a-1").fail(ke.RequestTimedOutError())
+    assert p1.aborted
+    h.clock.advance(10)
+    assert h.sink.poll_acked() == [] and p1.closed is None  # still waiting for b-1
+    p1.by_value(b"b-1").succeed()
+    assert h.sink.poll_acked() == [("b", 100)]
+    assert p1.closed is not None
+    h.clock.advance(1.0)
+    h.sink.poll_acked()
+    assert h.factory.current.values() == [b"a-1"]  # b-1 is in Kafka: not re-sent
+
+
+def test_fence_gives_up_waiting_after_request_timeout(h: Harness) -> None:
+    h.sink.submit([rec("a", 1), rec("b", 1)])
+    p1 = h.factory.current
+    p1.fail_on_abort = False
+    p1.by_value(b"a-1").fail(ke.RequestTimedOutError())
+    h.clock.advance(29)
+    h.sink.poll_acked()
+    assert p1.closed is None
+    h.clock.advance(2)
+    h.sink.poll_acked()
+    assert p1.closed is not None
+    h.clock.advance(1.0)
+    h.sink.poll_acked()
+    p2 = h.factory.current
+    assert p2.values() == [b"a-1", b"b-1"]
+    p1.by_value(b"b-1").succeed()  # the old request did land after all: a duplicate, acked
+    assert h.sink.poll_acked() == [("b", 100)]
+
+
+def test_record_kafka_never_accepts_goes_to_dead_letter_and_the_file_goes_on(h: Harness) -> None:
+    h.sink.submit([rec("a", 1), rec("a", 2), rec("a", 3)])
+    p = h.factory.current
+    p.by_value(b"a-1").succeed()
+    p.by_value(b"a-2").fail(ke.MessageSizeTooLargeError("too big"))
+    p.by_value(b"a-3").succeed()
+    assert not p.aborted
+    assert h.sink.poll_acked() == [("a", 300)]
+    lines = (h.dead_dir / "kafka-dead-letter-crit.jsonl").read_text().splitlines()
+    (doc,) = [json.loads(line) for line in lines]
+    assert doc["reason"] == "record_too_large" and doc["value"] == "a-2"
+    assert doc["key"] == "a" and doc["end"] == 200 and doc["topic"] == "logs"
+    assert doc["headers"] == {"file": "a", "offset": "0"}
+    assert h.metric("opsagent_kafka_dead_letter_total", reason="record_too_large") == 1
+
+
+def test_send_raising_synchronously_is_classified_too(h: Harness) -> None:
+    p1 = h.factory.current
+    p1.raise_on_send[b"a-2"] = ke.MessageSizeTooLargeError("client max_request_size")
+    p1.raise_on_send[b"b-1"] = ke.KafkaTimeoutError("Failed to update metadata")
+    h.sink.submit([rec("a", 1), rec("a", 2), rec("b", 1), rec("b", 2)])
+    assert p1.aborted  # metadata timeout is retriable: producer replaced
+    assert p1.values() == [b"a-1"]
+    h.sink.poll_acked()
+    h.clock.advance(1.0)
+    h.sink.poll_acked()
+    p2 = h.factory.current
+    assert p2.values() == [b"a-1", b"b-1", b"b-2"]  # a-2 was dead-lettered, not re-sent
+    for s in p2.sent:
+        s.future.succeed()
+    assert sorted(h.sink.poll_acked()) == [("a", 200), ("b", 200)]
+    assert h.metric("opsagent_kafka_dead_letter_total", reason="record_too_large") == 1
+
+
+def test_topic_authorization_failure_is_dead_lettered(h: Harness) -> None:
+    h.sink.submit([rec("a", 1)])
+    h.factory.current.sent[0].future.fail(ke.TopicAuthorizationFailedError({"logs"}))
+    assert h.sink.poll_acked() == [("a", 100)]
+    assert h.metric("opsagent_kafka_dead_letter_total", reason="topic_authorization") == 1
+
+
+def test_fatal_error_stops_the_sink_loudly(h: Harness) -> None:
+    h.sink.submit([rec("a", 1)])
+    h.factory.current.sent[0].future.fail(ke.ClusterAuthorizationFailedError("IDEMPOTENT_WRITE"))
+    assert h.factory.current.aborted
+    with pytest.raises(FatalError, match="cluster_authorization"):
+        h.sink.poll_acked()
+    with pytest.raises(FatalError):
+        h.sink.submit([rec("a", 2)])
+
+
+def test_start_raises_fatal_but_only_schedules_a_retry_when_unreachable(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.factory.failures = [FatalError("kafka: cannot connect: authentication")]
+    with pytest.raises(FatalError, match="authentication"):
+        h.sink.start()
+    h2 = Harness(tmp_path / "2")
+    h2.factory.failures = [ke.KafkaTimeoutError("Unable to bootstrap"),
+                           ke.KafkaTimeoutError("Unable to bootstrap")]
+    h2.sink.start()
+    h2.sink.submit([rec("a", 1)])
+    assert h2.factory.producers == []
+    h2.clock.advance(1.0)
+    h2.sink.poll_acked()  # second attempt fails too
+    assert h2.factory.producers == []
+    h2.clock.advance(2.0)
+    h2.sink.poll_acked()
+    assert h2.factory.current.values() == [b"a-1"]
+    assert h2.metric("opsagent_kafka_errors_total", kind="timeout") == 2
+
+
+def test_close_waits_for_acks_then_releases_the_producer(h: Harness) -> None:
+    h.sink.submit([rec("a", 1)])
+    p = h.factory.current
+    p.sent[0].future.succeed()
+    h.sink.close(5)
+    assert p.closed is not None and not p.aborted
+    assert h.sink.poll_acked() == [("a", 100)]
+    with pytest.raises(SinkClosed):
+        h.sink.submit([rec("a", 2)])
+
+
+def test_close_past_its_deadline_aborts_and_leaves_records_unacked(h: Harness) -> None:
+    h.sink.submit([rec("a", 1)])
+    p = h.factory.current
+    h.sink.close(0)
+    assert p.aborted and p.closed is not None
+    assert h.sink.poll_acked() == []
+    h.clock.advance(100)
+    assert h.sink.poll_acked() == [] and len(h.factory.producers) == 1  # no reconnect
+
+
+def test_dead_letters_of_non_utf8_values_are_base64(h: Harness) -> None:
+    bad = OutRecord(key="a", value=b"\xff\xfe", headers=[("pod", b"\xff")], end=2)
+    h.sink.submit([bad])
+    h.factory.current.sent[0].future.fail(ke.InvalidRecordError("x"))
+    assert h.sink.poll_acked() == [("a", 2)]
+    doc = json.loads((h.dead_dir / "kafka-dead-letter-crit.jsonl").read_text())
+    assert doc["value_b64"] == "//4=" and doc["headers"] == {"pod": {"b64": "/w=="}}
