@@ -4,9 +4,12 @@ keeping byte spans so a joined record can be acknowledged like a line."""
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from opsagent.clock import Clock
-from opsagent.sources.tail.config import MultilineConfig
+
+if TYPE_CHECKING:  # the tail package imports this module: no import cycle at run time
+    from opsagent.sources.tail.config import MultilineConfig
 
 # One line or joined group: (start, end, data, truncated).
 Line = tuple[int, int, bytes, bool]
