@@ -38,6 +38,7 @@ class RotateConfig:
     # limit: "truncate" the largest active file, or "none" (report the breach only).
     hard_action: Literal["truncate", "none"] = "truncate"
     min_interval_secs: float = 0.2        # event-driven passes for one directory at most this often
+    rescan_interval_secs: float = 60.0    # full pass: backstop for lost inotify events, time rules
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -55,6 +56,8 @@ class RotateConfig:
         for key in ("rotate_size_bytes", "keep", "quota_soft_bytes", "quota_hard_bytes"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0")
+        if self.rescan_interval_secs <= 0 or self.min_interval_secs < 0:
+            raise ValueError("rescan_interval_secs must be > 0 and min_interval_secs >= 0")
         if self.compress_workers < 0:
             raise ValueError("compress_workers must be >= 0")
         if not 1 <= self.compress_level <= 19:

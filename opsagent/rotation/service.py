@@ -177,8 +177,7 @@ class RotationService:
 
     # -- continuous mode --------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, *, rescan_interval_secs: float = 10.0,
-            events: queue.Queue[str] | None = None) -> None:
+    def run(self, stop: threading.Event, *, events: queue.Queue[str] | None = None) -> None:
         """Passes on events (directory paths put on `events`) and every rescan interval."""
         events = events or queue.Queue()
         next_full = self.clock.monotonic()
@@ -188,7 +187,7 @@ class RotationService:
             if now >= next_full:
                 self._safe_pass(None)
                 last_pass = next_full = self.clock.monotonic()
-                next_full += rescan_interval_secs
+                next_full += self.cfg.rescan_interval_secs
                 continue
             try:
                 first = events.get(timeout=min(next_full - now, 1.0))
