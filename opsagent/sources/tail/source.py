@@ -145,7 +145,7 @@ class TailSource:
                 segs = f.take(1 << 62)
                 if segs:
                     out.append((f, segs))
-                    if self._auto_ack:
+                    if self._auto_ack and segs[-1].key == f.key:
                         f.acked = segs[-1].end
         return to_records(out)
 
@@ -209,7 +209,7 @@ class TailSource:
                 if segs:
                     remaining -= sum(len(s.lines) for s in segs)
                     out.append((f, segs))
-                    if self._auto_ack:
+                    if self._auto_ack and segs[-1].key == f.key:
                         f.acked = segs[-1].end
             done, abandon = plan(list(self._files.values()), now, self._cfg, flushed)
             for f in done:
@@ -381,13 +381,17 @@ class TailSource:
             root = self._matcher.root_of(cp.path)
             if root is None:
                 continue
+            path: str | None = None
             try:
                 st = os.lstat(cp.path)
                 if (st.st_dev, st.st_ino) == ident:
-                    continue  # still under its name: the scan will find it
+                    if self._matcher.matches(cp.path):
+                        continue  # still under its name in the globs: the scan opens it
+                    path = cp.path  # was already renamed out of the globs at the last save
             except OSError:
                 pass
-            path = find_by_inode(os.path.dirname(cp.path), cp.dev, cp.ino)
+            if path is None:
+                path = find_by_inode(os.path.dirname(cp.path), cp.dev, cp.ino)
             if path is None:
                 continue
             try:

@@ -192,6 +192,21 @@ def test_restart_resumes_renamed_out_file(env: Env) -> None:
     assert got[0].key == recs[0].key
 
 
+def test_restart_resumes_file_renamed_out_before_stop(env: Env) -> None:
+    env.write("app.log", b"1\n2\n")
+    src = env.source(include=("app.log",))
+    recs = src.poll(timeout=0)
+    src.ack(recs[0].key, recs[0].end)
+    os.rename(env.logs / "app.log", env.logs / "app.log.1")
+    env.rescan()
+    drain(src, ack=False)
+    src.stop()
+    doc = json.loads((env.state / "p.json").read_bytes())
+    assert [e["path"] for e in doc["entries"].values()] == [str(env.logs / "app.log.1")]
+    again = env.source(include=("app.log",))
+    assert [(r.data, r.key) for r in drain(again)] == [(b"2", recs[0].key)]
+
+
 _LONG_HEAD = b"H" * 300 + b"\n"
 
 
@@ -292,3 +307,16 @@ def test_corrupt_checkpoint_is_reported_and_previous_generation_used(env: Env) -
     again = env.source()
     assert lines(drain(again)) == [b"2", b"3"]  # previous generation: offset after "1"
     assert env.metric("opsagent_checkpoint_corrupt_total") == 1
+
+
+def test_auto_ack_of_old_generation_does_not_move_new_offset(env: Env) -> None:
+    path = env.write("app.log", b"a\nhal")
+    src = env.source(auto_ack=True)
+    drain(src)
+    os.truncate(path, 0)
+    assert lines(drain(src)) == [b"hal"]  # the old generation's partial line
+    src.stop()
+    env.write("app.log", b"new\n")
+    again = env.source()
+    assert lines(drain(again)) == [b"new"]
+    assert env.metric("opsagent_tail_errors_total", reason="truncated_while_stopped") == 0
