@@ -205,6 +205,55 @@ def idle(work: Path, files: int, secs: float) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+_WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+i = 0
+while not os.path.exists(sys.argv[2]):
+    os.write(fd, b"%010d %s\\n" % (i, b"x" * 89))
+    i += 1
+os.write(fd, b"END %d\\n" % i)
+"""
+
+
+def copytruncate_loss(work: Path, rotations: int) -> dict[str, Any]:
+    """A writer appends numbered 100-byte lines as fast as it can (O_APPEND) while copytruncate
+    rotations run back to back; afterwards every archive + the active file are read and the
+    missing sequence numbers counted: the loss window made visible."""
+    root = work / "live"
+    shutil.rmtree(root, ignore_errors=True)
+    d = root / "pod-0" / "logs"
+    d.mkdir(parents=True)
+    stop_flag = work / "writer.stop"
+    stop_flag.unlink(missing_ok=True)
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(d / "app.log"), str(stop_flag)])
+    cfg = work / "ct.toml"
+    cfg.write_text(f'state_dir = "{work / "state-ct"}"\n[telemetry]\nlog_level = "warning"\n'
+                   f'[[rotate]]\nname = "ct"\ndirectories = ["{root}/*/logs"]\n'
+                   'rotate_size_bytes = 1\nmethod = "copytruncate"\ncompress = false\nkeep = 0\n')
+    try:
+        time.sleep(0.2)
+        for _ in range(rotations):
+            subprocess.run([sys.executable, "-m", "opsagent.cli", "rotate", "--config", str(cfg),
+                            "--once"], check=True)
+            time.sleep(1.05)   # archive names are stamped to the second
+    finally:
+        stop_flag.touch()
+        writer.wait(30)
+    seen: set[int] = set()
+    total = 0
+    for p in d.iterdir():
+        for line in p.read_bytes().splitlines():
+            if line.startswith(b"END "):
+                total = int(line.split()[1])
+            elif line:
+                seen.add(int(line.split()[0]))
+    shutil.rmtree(root, ignore_errors=True)
+    lost = total - len(seen)
+    return {"rotations": rotations, "lines_written": total, "lines_lost": lost,
+            "lost_per_rotation": round(lost / rotations, 2)}
+
+
 def run(args: list[str]) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="bench rotation")
     p.add_argument("--quick", action="store_true")
@@ -216,6 +265,7 @@ def run(args: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {"loadavg_before": loadavg()}
     result["full_pass"] = full_pass(work, files, size)
     result["quota_breach"] = breach_latency(work, 20 if a.quick else 100)
+    result["copytruncate_loss"] = copytruncate_loss(work, 5 if a.quick else 20)
     result["idle"] = idle(work, 10_000, 10.0 if a.quick else 60.0)
     result["loadavg_after"] = loadavg()
     return result

@@ -141,20 +141,25 @@ class Executor:
             dst = safefs.create_excl(dir_fd, a.target)
             copied = 0
             try:
-                # Copy until the size stops growing (bounded), shrinking the loss window to the
-                # gap between the last read and ftruncate: docs/rotation.md measures it.
-                for _ in range(4):
-                    size = os.fstat(src).st_size
-                    if size <= copied:
-                        break
-                    copied += _copy_range(src, dst, copied, size - copied)
+                # Copy, make the copy durable (slow), then catch up with what was appended
+                # meanwhile (fast) and truncate at once: the loss window is the gap between the
+                # last read reaching EOF and ftruncate (docs/rotation.md measures it).
+                copied += _copy_range(src, dst, 0, os.fstat(src).st_size)
                 os.fsync(dst)
+                for _ in range(8):
+                    n = _copy_range(src, dst, copied, 1 << 62)
+                    copied += n
+                    if n == 0:
+                        break
             except BaseException:
                 os.close(dst)
                 os.unlink(a.target, dir_fd=dir_fd)
                 raise
-            os.close(dst)
             os.ftruncate(src, 0)
+            try:
+                os.fsync(dst)
+            finally:
+                os.close(dst)
             safefs.fsync_dir(dir_fd)
         finally:
             os.close(src)
