@@ -324,10 +324,12 @@ class _Parser:
             count, expr = self.time_fields(words)
             spec = " ".join(words[:count])
             if count == 7:
-                rest = " ".join(words[5:])
+                debian = f"would run {' '.join(words[5:])!r}"
+                if self.system:
+                    debian = f"would run {' '.join(words[6:])!r} as user {words[5]!r}"
                 warnings.append(
                     "7 time fields (second minute hour day-of-month month day-of-week year);"
-                    f" Debian cron reads 5 and would run {rest!r}"
+                    f" Debian cron reads 5 and {debian}"
                 )
         user = None
         if self.system:
