@@ -67,7 +67,8 @@ def render_crontab(ct: Crontab) -> str:
     for job in ct.jobs:
         out.extend(render_job(job))
     for problem in ct.problems:
-        out.append(f"{problem.severity}: {Path(problem.file).name}:{problem.line}: {problem.message}")
+        where = f"{Path(problem.file).name}:{problem.line}"
+        out.append(f"{problem.severity}: {where}: {problem.message}")
     out.append(f"ok: {ct.ok}")
     return "\n".join(out) + "\n"
 
