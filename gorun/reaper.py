@@ -56,7 +56,9 @@ class OrphanReaper:
 
     def __init__(self, on_orphan: Callable[[int, int], None] | None = None) -> None:
         self._lock = threading.Lock()
-        self._callbacks: dict[int, OnExit] = {}
+        # pid -> (its Popen, kept alive: a collected Popen with no returncode would be polled by
+        # subprocess._cleanup(), which could take the status first; its callback)
+        self._callbacks: dict[int, tuple[subprocess.Popen[bytes], OnExit]] = {}
         self._spawned = threading.Event()
         self._stopping = False
         self._on_orphan = on_orphan
@@ -68,7 +70,7 @@ class OrphanReaper:
               on_exit: OnExit) -> subprocess.Popen[bytes]:
         with self._lock:
             proc = start()
-            self._callbacks[proc.pid] = on_exit
+            self._callbacks[proc.pid] = (proc, on_exit)
         self._spawned.set()
         return proc
 
@@ -85,7 +87,7 @@ class OrphanReaper:
                 self._spawned.wait(1.0)
                 self._spawned.clear()
                 continue
-            if info is None:
+            if info is None or self._stopping:
                 continue
             with self._lock:
                 try:
@@ -94,9 +96,10 @@ class OrphanReaper:
                     continue  # reaped by someone else (Popen after a failed exec)
                 if pid == 0:
                     continue
-                callback = self._callbacks.pop(pid, None)
-            if callback is not None:
-                callback(status)
+                entry = self._callbacks.pop(pid, None)
+            if entry is not None:
+                entry[0].returncode = os.waitstatus_to_exitcode(status)
+                entry[1](status)
             else:
                 self.orphans_reaped += 1
                 log.debug("reaped orphan", extra={"component": "gorun", "pid": pid,
@@ -114,13 +117,14 @@ class ChildReaper:
     def spawn(self, start: Callable[[], subprocess.Popen[bytes]],
               on_exit: OnExit) -> subprocess.Popen[bytes]:
         proc = start()
-        threading.Thread(target=self._wait, args=(proc.pid, on_exit),
+        threading.Thread(target=self._wait, args=(proc, on_exit),
                          name=f"gorun-wait-{proc.pid}", daemon=True).start()
         return proc
 
     @staticmethod
-    def _wait(pid: int, on_exit: OnExit) -> None:
-        _, status = os.waitpid(pid, 0)
+    def _wait(proc: subprocess.Popen[bytes], on_exit: OnExit) -> None:
+        _, status = os.waitpid(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         on_exit(status)
 
     def stop(self) -> None:

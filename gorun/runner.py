@@ -98,7 +98,8 @@ class Runner:
         with self._lock:
             live = self._live.get(job.id, [])
             if live and policy == "skip":
-                log.warning("previous run still running, skipping this one", extra={
+                self._writer.control(logging.WARNING, "previous run still running, skipping "
+                                     "this one", {
                     "component": "gorun", "job": job.id, "running_run": live[-1].number,
                     "scheduled": format_time(scheduled) if scheduled else None})
                 self._count("skipped_overlaps", job)
