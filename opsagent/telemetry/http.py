@@ -1,0 +1,94 @@
+"""HTTP endpoints of the agent: /healthz (the main loop is alive), /readyz (config loaded and
+pipelines started), /metrics (the prometheus_client registry).
+
+Liveness never depends on Kafka or any other downstream: it only asks whether the main loop
+has beaten its heart recently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+
+class Health:
+    """Heartbeat and readiness, shared by the main loop (writer) and the HTTP thread (reader)."""
+
+    def __init__(self, clock: Callable[[], float], max_silence_secs: float = 30.0) -> None:
+        self._clock = clock
+        self._max_silence = max_silence_secs
+        self._last_beat = clock()
+        self._ready = False
+        self._reason = "starting"
+
+    def beat(self) -> None:
+        self._last_beat = self._clock()
+
+    def set_ready(self, ready: bool, reason: str = "") -> None:
+        self._ready, self._reason = ready, reason
+
+    def alive(self) -> tuple[bool, str]:
+        silence = self._clock() - self._last_beat
+        if silence > self._max_silence:
+            return False, f"main loop silent for {silence:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        return self._ready, self._reason or ("ok" if self._ready else "not ready")
+
+
+def parse_listen(addr: str) -> tuple[str, int]:
+    """ "127.0.0.1:9101", ":9101", "[::1]:9101" -> (host, port); raises ValueError."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"listen address must be HOST:PORT, got {addr!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class TelemetryServer:
+    """Serves the endpoints from a daemon thread; `port` is the bound port (0 picks one)."""
+
+    def __init__(self, listen: str, registry: CollectorRegistry, health: Health) -> None:
+        host, port = parse_listen(listen)
+        handler = _handler(registry, health)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="telemetry-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/readyz"):
+                ok, why = health.alive() if path == "/healthz" else health.ready()
+                self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return  # probes every few seconds would flood the log
+
+    return Handler

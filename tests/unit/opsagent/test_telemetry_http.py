@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from opsagent.telemetry.http import Health, TelemetryServer, parse_listen
+from opsagent.telemetry.process import register
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[TelemetryServer, Health, list[float]]]:
+    now = [100.0]
+    reg = CollectorRegistry()
+    Counter("opsagent_test_things", "things", registry=reg).inc(3)
+    register(reg, volumes=["/", "/does/not/exist"])
+    health = Health(lambda: now[0], max_silence_secs=30)
+    srv = TelemetryServer("127.0.0.1:0", reg, health)
+    srv.start()
+    yield srv, health, now
+    srv.stop()
+
+
+def _get(srv: TelemetryServer, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_health_ready_and_metrics(server: tuple[TelemetryServer, Health, list[float]]) -> None:
+    srv, health, now = server
+    assert _get(srv, "/healthz") == (200, "ok\n")
+    assert _get(srv, "/readyz")[0] == 503
+    health.set_ready(True)
+    assert _get(srv, "/readyz") == (200, "ok\n")
+    now[0] += 31          # the main loop stopped beating
+    code, body = _get(srv, "/healthz")
+    assert code == 503 and "silent" in body
+    health.beat()
+    assert _get(srv, "/healthz")[0] == 200
+    code, text = _get(srv, "/metrics")
+    assert code == 200
+    assert "opsagent_test_things_total 3.0" in text
+    assert "opsagent_process_resident_memory_bytes" in text
+    assert 'opsagent_volume_used_bytes{path="/"}' in text
+    assert "/does/not/exist" not in text
+    assert _get(srv, "/nope")[0] == 404
+
+
+@pytest.mark.parametrize(("addr", "expected"), [
+    ("127.0.0.1:9101", ("127.0.0.1", 9101)), (":80", ("0.0.0.0", 80)),
+    ("[::1]:9", ("::1", 9))])
+def test_parse_listen(addr: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(addr) == expected
+
+
+@pytest.mark.parametrize("addr", ["9101", "host:", "host:99999", "host:x"])
+def test_parse_listen_rejects(addr: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_listen(addr)
