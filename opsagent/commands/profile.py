@@ -92,9 +92,9 @@ def replay_intervals(cfg: ProfileConfig, logs: list[tuple[str, list[bytes]]],
         for i in range(0, len(lines), REPLAY_BATCH_LINES):
             batch = lines[i:i + REPLAY_BATCH_LINES]
             kept = [x for x in batch if len(x) <= limit]
-            proc.count_unparsed("truncated", len(batch) - len(kept))
+            proc.count_unparsed("truncated", len(batch) - len(kept), float(start_time))
             proc.process(name, kept, float(start_time))
-    return proc.flush(None, stamp=proc.align(start_time))
+    return proc.flush(None)
 
 
 def replay(args: argparse.Namespace) -> int:

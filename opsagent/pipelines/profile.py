@@ -91,12 +91,10 @@ class ProfilePipeline:
                 if b.truncated:
                     limit = self.cfg.tail.max_line_bytes
                     lines = [x for x in lines if len(x) < limit]
-                    self.processor.count_unparsed("truncated", len(b.lines) - len(lines))
+                    self.processor.count_unparsed("truncated", len(b.lines) - len(lines), now)
                 self.processor.process(b.key, lines, now, b.fields)
                 n += len(b.lines)
-            self._send(self.processor.flush(
-                now - self.cfg.late_secs,
-                stamp=self.processor.align(now) - self.cfg.interval_secs))
+            self._send(self.processor.flush(now - self.cfg.late_secs))
             for s in self.sinks:
                 s.tick()
             return n
@@ -120,7 +118,7 @@ class ProfilePipeline:
             for key, recs in by_file.items():
                 self.processor.process(key, [r.data for r in recs], now, recs[0].fields)
             self.source.stop()
-            self._send(self.processor.flush(None, stamp=self.processor.align(now)))
+            self._send(self.processor.flush(None))
             for s in self.sinks:
                 s.tick()  # TCP: one last non-blocking write
                 s.close()

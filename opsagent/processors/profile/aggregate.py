@@ -73,21 +73,40 @@ class Aggregator:
         self._time_cache: dict[Raw, float | None] = {}
         self._label_cache: dict[Raw, str] = {}
         self.open: dict[int, dict[tuple[str, ...], _Series]] = {}
-        self.unparsed: Counter[str] = Counter()  # pending until the next flush
-        self.overflow = 0  # lines sent to the `other` series, pending until the next flush
+        # Per interval start: unparsed lines by reason (stamped with the time they were read)
+        # and lines sent to the `other` series; plus running totals for self-metrics.
+        self.unparsed_by: dict[int, Counter[str]] = {}
+        self.overflow_by: dict[int, int] = {}
+        self.unparsed_total: Counter[str] = Counter()
+        self.overflow_total = 0
         self.late = 0  # lines whose interval was already flushed (counted in a later one)
         self.parsed = 0
         self.flushed_before = -math.inf  # intervals starting before this are already sent
 
-    def add_unparsed(self, reasons: Mapping[str, int]) -> None:
-        self.unparsed.update(reasons)
+    def _open_start(self, t: float) -> int:
+        """Start of the interval of time t, moved up to the first one not yet flushed."""
+        start = int(t // self.interval) * self.interval
+        return start if start >= self.flushed_before else int(self.flushed_before)
+
+    def add_unparsed(self, reasons: Mapping[str, int], now: float) -> None:
+        """Count lines that were not aggregated, in the interval of `now`."""
+        if not reasons:
+            return
+        start = self._open_start(now)
+        c = self.unparsed_by.get(start)
+        if c is None:
+            c = self.unparsed_by[start] = Counter()
+        c.update(reasons)
+        self.unparsed_total.update(reasons)
 
     def add(self, counts: Mapping[Key, int], now: float,
             fields: Mapping[str, str] | None = None) -> None:
         """Add parsed column counts; `now` stamps lines without an event time; `fields` are
         the record's fields (tail path_pattern groups, node, pod...) for record labels."""
         interval = self.interval
-        now_start = int(now // interval) * interval
+        now_start = self._open_start(now)
+        now_late = now_start != int(now // interval) * interval  # the clock went back
+        bad: Counter[str] = Counter()
         lat_i, err_i, time_i = self._lat_i, self._err_i, self._time_i
         lat_cache, err_cache = self._lat_cache, self._err_cache
         label_src = self._label_src
@@ -102,19 +121,21 @@ class Aggregator:
                     lat_cache.clear()
                 lat_cache[raw] = lat
             if lat is None:
-                self.unparsed["bad_value"] += n
+                bad["bad_value"] += n
                 continue
             if time_i is not None:
                 t = self._time(key[time_i])
                 if t is None:
-                    self.unparsed["bad_time"] += n
+                    bad["bad_time"] += n
                     continue
                 start = int(t // interval) * interval
+                if start < self.flushed_before:
+                    self.late += n
+                    start = int(self.flushed_before)
             else:
                 start = now_start
-            if start < self.flushed_before:
-                self.late += n
-                start = int(self.flushed_before)
+                if now_late:
+                    self.late += n
             err: bool | None = False
             if err_i is not None:
                 rawe = key[err_i]
@@ -129,7 +150,8 @@ class Aggregator:
             s = series_map.get(labels)
             if s is None:
                 if len(series_map) >= cap:
-                    self.overflow += n
+                    self.overflow_by[start] = self.overflow_by.get(start, 0) + n
+                    self.overflow_total += n
                     labels = self._other
                     s = series_map.get(labels)
                 if s is None:
@@ -143,6 +165,8 @@ class Aggregator:
             if self.stats.buckets:
                 s.buckets[bisect.bisect_left(self.stats.buckets, value)] += n
             self.parsed += n
+        if bad:
+            self.add_unparsed(bad, now)
 
     def _latency(self, raw: Raw) -> tuple[int | None, float] | None:
         try:
@@ -192,30 +216,25 @@ class Aggregator:
         cache[raw] = t
         return t
 
-    def flush(self, before: float | None = None, stamp: int | None = None) -> list[Interval]:
-        """Finish and return (in time order) every open interval that ends at or before
-        `before` (None: all of them). Pending unparsed/overflow counts go with the last one;
-        when none finishes they go in an interval of their own stamped `stamp` (None: they
-        stay pending)."""
+    def flush(self, before: float | None = None) -> list[Interval]:
+        """Finish and return, in time order, every interval that ends at or before `before`
+        (None: all of them), with its unparsed and series_overflow counts."""
+        pending = set(self.open) | set(self.unparsed_by) | set(self.overflow_by)
         if before is None:
-            starts = sorted(self.open)
+            starts = sorted(pending)
         else:
-            starts = sorted(s for s in self.open if s + self.interval <= before)
+            starts = sorted(s for s in pending if s + self.interval <= before)
         out: list[Interval] = []
         for start in starts:
-            out.append(Interval(start, self._finish(self.open.pop(start))))
+            samples = self._finish(self.open.pop(start, {}))
+            unparsed = self.unparsed_by.pop(start, Counter())
+            for reason in sorted(unparsed):
+                samples.append(Sample("unparsed", (("reason", reason),), unparsed[reason], "c"))
+            overflow = self.overflow_by.pop(start, 0)
+            if overflow:
+                samples.append(Sample("series_overflow", (), overflow, "c"))
+            out.append(Interval(start, samples))
             self.flushed_before = max(self.flushed_before, start + self.interval)
-        if (self.unparsed or self.overflow) and (out or stamp is not None):
-            if not out:
-                assert stamp is not None
-                out.append(Interval(stamp, []))
-            extra = out[-1].samples
-            for reason in sorted(self.unparsed):
-                extra.append(Sample("unparsed", (("reason", reason),), self.unparsed[reason], "c"))
-            if self.overflow:
-                extra.append(Sample("series_overflow", (), self.overflow, "c"))
-            self.unparsed = Counter()
-            self.overflow = 0
         return out
 
     def _finish(self, series_map: dict[tuple[str, ...], _Series]) -> list[Sample]:

@@ -72,7 +72,6 @@ class ProfileProcessor:
         self._max_line = cfg.tail.max_line_bytes
         self._m = _metrics(registry).__dict__ if registry is not None else None
         self._name = cfg.name
-        self._late_seen = 0
 
     def process(self, file: Hashable, lines: list[bytes], now: float,
                 fields: Mapping[str, str] | None = None) -> None:
@@ -85,36 +84,30 @@ class ProfileProcessor:
             lines = un.unwrap(lines, bad)
         counts, bad_parse = self.parser.parse(lines)
         bad.update(bad_parse)
-        before = self.agg.parsed
-        unparsed_before = Counter(self.agg.unparsed)
-        overflow_before = self.agg.overflow
-        self.agg.add_unparsed(bad)
-        self.agg.add(counts, now, fields)
+        agg = self.agg
+        before = (agg.parsed, Counter(agg.unparsed_total), agg.overflow_total, agg.late)
+        agg.add_unparsed(bad, now)
+        agg.add(counts, now, fields)
         if self._m is not None:
             name = self._name
-            self._m["lines"].labels(name).inc(self.agg.parsed - before)
-            for reason, n in (self.agg.unparsed - unparsed_before).items():
+            self._m["lines"].labels(name).inc(agg.parsed - before[0])
+            for reason, n in (agg.unparsed_total - before[1]).items():
                 self._m["unparsed"].labels(name, reason).inc(n)
-            if self.agg.overflow > overflow_before:
-                self._m["overflow"].labels(name).inc(self.agg.overflow - overflow_before)
-            if self.agg.late > self._late_seen:
-                self._m["late"].labels(name).inc(self.agg.late - self._late_seen)
-                self._late_seen = self.agg.late
+            if agg.overflow_total > before[2]:
+                self._m["overflow"].labels(name).inc(agg.overflow_total - before[2])
+            if agg.late > before[3]:
+                self._m["late"].labels(name).inc(agg.late - before[3])
 
-    def count_unparsed(self, reason: str, n: int) -> None:
-        """Lines dropped before parsing (e.g. truncated by the tail source)."""
+    def count_unparsed(self, reason: str, n: int, now: float) -> None:
+        """Lines dropped before parsing (e.g. truncated by the tail source), read at `now`."""
         if n:
-            self.agg.add_unparsed({reason: n})
+            self.agg.add_unparsed({reason: n}, now)
             if self._m is not None:
                 self._m["unparsed"].labels(self._name, reason).inc(n)
 
     def forget_file(self, file: Hashable) -> None:
         self._unwrappers.pop(file, None)
 
-    def flush(self, before: float | None = None, stamp: int | None = None) -> list[Interval]:
+    def flush(self, before: float | None = None) -> list[Interval]:
         """Finished intervals (see Aggregator.flush)."""
-        return self.agg.flush(before, stamp)
-
-    def align(self, t: float) -> int:
-        """Start of the interval containing epoch second t."""
-        return int(t // self.cfg.interval_secs) * self.cfg.interval_secs
+        return self.agg.flush(before)

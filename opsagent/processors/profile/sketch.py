@@ -2,7 +2,8 @@
 
 Values x > 0 fall in bucket k = ceil(log_gamma(x)) with gamma = (1 + a) / (1 - a), so bucket k
 holds (gamma^(k-1), gamma^k]; a quantile is answered with 2 gamma^k / (gamma + 1), which is within
-a relative error `a` (relative_accuracy) of every value in the bucket. Values <= ZERO_THRESHOLD
+a relative error `a` (relative_accuracy) of every value in the bucket; ranks 0 and count - 1
+are answered with the exact min and max. Values <= ZERO_THRESHOLD
 are counted in a zero bucket and answered as 0. Masson, Rim, Lee: "DDSketch: a fast and fully
 mergeable quantile sketch with relative-error guarantees", VLDB 2019.
 
@@ -115,7 +116,11 @@ class DDSketch:
         keys = sorted(self.bins)
         cum = self.zero
         ki = 0
+        last = self.count - 1
         for rank, i in ranks:
+            if rank <= 0 or rank >= last:  # the extremes are known exactly
+                result[i] = self.min if rank <= 0 else self.max
+                continue
             if rank < self.zero:
                 result[i] = 0.0
                 continue
