@@ -65,7 +65,6 @@ class TailSource:
         self._last_saved: dict[str, tuple[int, str]] = {}
         self._next_rescan = self._next_save = 0.0
         self._m_bytes = m.bytes.labels(pipeline=name)
-        self._m_errors = m.errors
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -239,7 +238,7 @@ class TailSource:
         try:
             self._store.save(entries)
         except RetriableError as e:
-            self._m_errors.labels(pipeline=self.name, reason="checkpoint_write").inc()
+            self._set.count_error("checkpoint_write")
             log.error("cannot save checkpoints", extra={"component": "tail",
                                                         "pipeline": self.name, "error": str(e)})
             return

@@ -261,3 +261,18 @@ def test_watchdog_event_wakes_poll(env: Env) -> None:
         if got:
             break
     assert lines(got) == [b"hello"]
+
+
+def test_checkpoint_write_failure_is_counted_and_retried(env: Env) -> None:
+    env.write("app.log", b"a\nb\n")
+    env.state.write_bytes(b"")  # the state dir path is taken by a file: every save fails
+    src = env.source()
+    drain(src)
+    env.clock.advance(1.0)
+    env.write("app.log", b"c\n")
+    assert lines(drain(src)) == [b"c"]  # reading goes on
+    assert env.metric("opsagent_tail_errors_total", reason="checkpoint_write") >= 1
+    env.state.unlink()
+    src.save_checkpoints()
+    doc = json.loads((env.state / "p.json").read_bytes())
+    assert [e["offset"] for e in doc["entries"].values()] == [6]
