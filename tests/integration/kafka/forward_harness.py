@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -161,14 +162,15 @@ class LineWriter:
 
 
 def write_paced(writers: Iterable[LineWriter], lines_per_sec: float, secs: float,
-                during: Callable[[float], None] | None = None, batch: int = 10) -> None:
-    """Write `batch` lines to each writer in turn at about `lines_per_sec` (total) for `secs`;
-    `during(elapsed)` is called between batches (fault injection)."""
+                during: Callable[[float], None] | None = None, batch: int = 10,
+                stop: threading.Event | None = None) -> None:
+    """Write `batch` lines to each writer in turn at about `lines_per_sec` (total) for `secs`
+    or until `stop` is set; `during(elapsed)` is called between batches (fault injection)."""
     ws = list(writers)
     t0 = time.monotonic()
     per_round = batch * len(ws)
     n = 0
-    while (elapsed := time.monotonic() - t0) < secs:
+    while (elapsed := time.monotonic() - t0) < secs and not (stop and stop.is_set()):
         for w in ws:
             w.write(batch)
         n += per_round
@@ -177,3 +179,31 @@ def write_paced(writers: Iterable[LineWriter], lines_per_sec: float, secs: float
         ahead = n / lines_per_sec - (time.monotonic() - t0)
         if ahead > 0:
             time.sleep(ahead)
+
+
+class BackgroundWriter:
+    """write_paced in a thread until stop(); `expected()` gives the oracle's {fid: count}."""
+
+    def __init__(self, writers: list[LineWriter], lines_per_sec: float) -> None:
+        self.writers = writers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=write_paced, args=(writers, lines_per_sec, 1e9),
+            kwargs={"stop": self._stop}, name="line-writer", daemon=True)
+
+    def __enter__(self) -> BackgroundWriter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join(10)
+        return self.expected()
+
+    def expected(self) -> dict[str, int]:
+        return {w.fid: w.seq for w in self.writers}
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        for w in self.writers:
+            w.close()

@@ -1,0 +1,53 @@
+"""SIGTERM while the last line of a file has no newline yet: the drain sends the held partial
+line; after a restart the rest of that line arrives as its own record and nothing repeats."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.kafka import KafkaBroker
+from tests.integration.kafka import forward_oracle as oracle
+from tests.integration.kafka.forward_harness import Agent, values, wait_for, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_partial_line_is_sent_at_shutdown_and_the_rest_after_restart(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    topic = "fwd-partial"
+    kafka_broker.create_topic(topic, partitions=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    # partial_line_timeout (30 s in write_config) is far away: only the drain can send it.
+    cfg = write_config(tmp_path / "agent.toml", state_dir=tmp_path / "state",
+                       bootstrap=kafka_broker.bootstrap, topic=topic,
+                       include=[f"{logs}/*.log"])
+    app = logs / "app.log"
+    full = b"".join(oracle.line("p", i) for i in range(10))
+    app.write_bytes(full + b"p 0000000010 partial-no-newline")
+    agent = Agent(cfg, tmp_path / "agent.log")
+    agent.start()
+    try:
+        wait_for(lambda: len(values(kafka_broker, topic)) >= 10, 30, "the 10 full lines")
+        assert len(values(kafka_broker, topic)) == 10, "the partial line went out before stop"
+        assert agent.terminate() == 0, agent.log_tail()
+        got = values(kafka_broker, topic)
+        assert got[-1] == b"p 0000000010 partial-no-newline"
+        assert len(got) == 11
+
+        with open(app, "ab") as f:
+            f.write(b"-rest\n" + b"".join(oracle.line("p", i) for i in range(11, 15)))
+        agent.start()
+        wait_for(lambda: len(values(kafka_broker, topic)) >= 16, 30, "the rest after restart")
+        assert agent.terminate() == 0, agent.log_tail()
+    finally:
+        agent.stop_quietly()
+    got = values(kafka_broker, topic)
+    assert got[10:] == [b"p 0000000010 partial-no-newline", b"-rest",
+                        *(oracle.line("p", i).rstrip(b"\n") for i in range(11, 15))]
+    verdict = oracle.check(got, {"p": 15})
+    assert verdict.lost == 0 and verdict.duplicates == 0, verdict.summary()
+    assert os.path.exists(tmp_path / "state" / "crit.json")
