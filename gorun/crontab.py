@@ -40,7 +40,7 @@ class JobOptions:
     jitter_secs: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """One valid job line of a crontab."""
 
@@ -177,6 +177,7 @@ class _Parser:
         self.tz = self.default_tz
         self.bad_tz_line = 0  # line of an invalid CRON_TZ in effect, 0 when none
         self.env: dict[str, str] = {}
+        self.env_view: Mapping[str, str] = MappingProxyType({})
         self.shell = DEFAULT_SHELL
         self.jobs: list[Job] = []
         self.problems: list[Problem] = []
@@ -258,6 +259,7 @@ class _Parser:
 
     def environment(self, number: int, name: str, value: str) -> None:
         self.env[name] = value
+        self.env_view = MappingProxyType(dict(self.env))  # one shared snapshot per change
         if name == "SHELL":
             if not value:
                 self.problem(number, "SHELL is empty; jobs after it use /bin/sh")
@@ -351,7 +353,7 @@ class _Parser:
             expr=expr,
             command=command,
             stdin=stdin,
-            env=MappingProxyType(dict(self.env)),
+            env=self.env_view,
             shell=self.shell,
             user=user,
         )

@@ -44,6 +44,8 @@ _KINDS_5 = (MINUTE, HOUR, DOM, MONTH, DOW)
 _KINDS_7 = (SECOND, MINUTE, HOUR, DOM, MONTH, DOW, YEAR)
 _UTC = datetime.UTC
 _TINY = timedelta(microseconds=1)
+_SECOND_ZERO: frozenset[int] = frozenset({0})  # shared: 10,000 jobs need one copy
+_NO_YEARS: frozenset[int] = frozenset()
 
 
 class CronExpr:
@@ -58,7 +60,6 @@ class CronExpr:
         "_cron",
         "_dom_star",
         "_dow_star",
-        "_lock",
         "_never",
         "_sets",
         "_years",
@@ -77,15 +78,14 @@ class CronExpr:
     _dom_star: bool
     _dow_star: bool
     _never: bool
-    _lock: threading.Lock
-    _cron: croniter | None
+    _cron: tuple[str, bool] | None  # see _croniter_key
 
     def __init__(self, spec: str, tz: tzinfo, texts: tuple[str, ...]) -> None:
         kinds = _KINDS_7 if len(texts) == 7 else _KINDS_5
         sets = tuple(parse_field(text, kind) for text, kind in zip(texts, kinds, strict=True))
         if len(texts) == 5:
             texts = ("0", *texts, "*")
-            sets = (frozenset({0}), *sets, frozenset())
+            sets = (_SECOND_ZERO, *sets, _NO_YEARS)
         _, minute_t, hour_t, dom_t, _, dow_t, year_t = texts
         setattr_ = object.__setattr__
         setattr_(self, "spec", spec)
@@ -97,7 +97,6 @@ class CronExpr:
         setattr_(self, "_dow_star", dow_t.startswith("*"))
         setattr_(self, "_sets", sets)
         setattr_(self, "_years", None if year_t == "*" else tuple(sorted(sets[6])))
-        setattr_(self, "_lock", threading.Lock())
         setattr_(self, "_cron", None)
         setattr_(self, "_never", self._no_date_matches())
 
@@ -200,9 +199,9 @@ class CronExpr:
 
     def _wall_next(self, wall: datetime.datetime) -> datetime.datetime | None:
         """First naive wall-clock time strictly after naive `wall` matching all fields."""
-        cron = self._croniter()
+        cron, lock = _shared_croniter(*self._croniter_key())
         try:
-            with self._lock:
+            with lock:
                 if self._years is None:
                     result: datetime.datetime = cron.get_next(datetime.datetime, start_time=wall)
                     return result
@@ -215,12 +214,13 @@ class CronExpr:
                     if result.year == year:
                         return result
                 return None
-        except (CroniterBadDateError, OverflowError):
+        except (CroniterBadDateError, OverflowError, ValueError):  # ValueError: past year 9999
             return None
 
-    def _croniter(self) -> croniter:
-        cron = self._cron
-        if cron is None:
+    def _croniter_key(self) -> tuple[str, bool]:
+        """The normalised croniter expression (numbers only) and its day_or flag."""
+        key = self._cron
+        if key is None:
             sec, minute, hour, dom, month, dow, _ = self._sets
             day_and = self._dom_star or self._dow_star
             if not day_and and (dom == _ALL[3] or dow == _ALL[5]):
@@ -235,14 +235,20 @@ class CronExpr:
             parts.append(dow_text)
             if self.has_seconds:
                 parts.append(_cron_text(sec, 0))  # croniter's 6-field form: seconds last
-            cron = croniter(
-                " ".join(parts),
-                datetime.datetime(2000, 1, 1),
-                day_or=not day_and,
-                max_years_between_matches=50,
-            )
-            object.__setattr__(self, "_cron", cron)
-        return cron
+            key = (" ".join(parts), not day_and)
+            object.__setattr__(self, "_cron", key)
+        return key
+
+
+@lru_cache(maxsize=1024)
+def _shared_croniter(text: str, day_or: bool) -> tuple[croniter, threading.Lock]:
+    """A croniter per normalised expression, shared by every CronExpr that has it, with the lock
+    that serialises its use (croniter keeps the current time in the object). Bounded, because
+    10,000 jobs would otherwise hold 10,000 croniters (~1.3 kB each); a miss costs ~0.1 ms."""
+    cron = croniter(
+        text, datetime.datetime(2000, 1, 1), day_or=day_or, max_years_between_matches=50
+    )
+    return cron, threading.Lock()
 
 
 _MAX_DAYS = {m: (29 if m == 2 else calendar.monthrange(2001, m)[1]) for m in range(1, 13)}

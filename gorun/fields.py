@@ -14,6 +14,7 @@ numbers only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gorun.errors import ExprError
 
@@ -72,10 +73,11 @@ DOW = FieldKind("day of week", 0, 7, tuple(_DOW_NAMES))
 YEAR = FieldKind("year", 1970, 2099)
 
 
+@lru_cache(maxsize=8192)
 def parse_field(text: str, kind: FieldKind) -> frozenset[int]:
     """The values `text` matches in a field of `kind`; raises ExprError naming the field.
 
-    Day-of-week 7 is folded into 0 (Sunday).
+    Day-of-week 7 is folded into 0 (Sunday). Cached: 10,000 jobs share a few dozen sets.
     """
     if not text:
         raise ExprError(f"{kind.name}: empty field")
