@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from opsagent.processors.profile.config import UNIT_SECS, percentile_name
+from opsagent.processors.profile.config import UNIT_EXP, percentile_name
 from opsagent.processors.profile.parse import Key, Raw
 from opsagent.processors.profile.presets import Effective
 from opsagent.processors.profile.samples import Interval, Labels, Sample
@@ -64,7 +64,10 @@ class Aggregator:
         self._time_i = idx.get(eff.time_field) if eff.time_field else None
         # Per label: column index, or None when the value comes from the record's fields.
         self._label_src = [(name, idx.get(name)) for name in eff.labels]
-        self._scale = UNIT_SECS[eff.latency_unit] / UNIT_SECS[stats.report_unit]
+        # Exact decimal scaling: 1500 us / 1000 is 1.5 ms exactly, 1500 * (1e-6 / 1e-3) is not.
+        shift = UNIT_EXP[eff.latency_unit] - UNIT_EXP[stats.report_unit]
+        self._mul = float(10 ** shift) if shift >= 0 else 1.0
+        self._div = float(10 ** -shift) if shift < 0 else 1.0
         self._error_values = {v.encode() for v in eff.error_values} | set(eff.error_values)
         self._other = tuple(OTHER for _ in eff.labels)
         self._proto = DDSketch(stats.relative_accuracy, stats.max_sketch_buckets)
@@ -170,7 +173,7 @@ class Aggregator:
 
     def _latency(self, raw: Raw) -> tuple[int | None, float] | None:
         try:
-            value = float(raw) * self._scale  # type: ignore[arg-type]
+            value = float(raw) * self._mul / self._div  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return None
         if not math.isfinite(value) or value < 0:

@@ -10,7 +10,7 @@ from opsagent.sinks.graphite import GraphiteConfig
 from opsagent.sinks.statsd import StatsdConfig
 from opsagent.sources.tail.config import TailConfig
 
-UNIT_SECS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+UNIT_EXP = {"s": 0, "ms": -3, "us": -6, "ns": -9}  # power of ten of a second
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 

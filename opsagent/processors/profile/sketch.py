@@ -104,14 +104,17 @@ class DDSketch:
             self._collapse()
 
     def quantile(self, q: float) -> float:
-        """Estimate of the value of rank floor(q * (count - 1)) (the lower q-quantile)."""
+        """Estimate of the nearest-rank q-quantile: the value of rank max(0, ceil(q * count) - 1)
+        (0-based) in sorted order, so p99 of 3 values is the largest, p50 of 4 the second."""
         return self.quantiles([q])[0]
 
     def quantiles(self, qs: list[float]) -> list[float]:
         """Estimates for several q in [0, 1] with one pass over the buckets."""
         if self.count == 0:
             raise ValueError("quantile of an empty sketch")
-        ranks = sorted((math.floor(q * (self.count - 1)), i) for i, q in enumerate(qs))
+        # The epsilon keeps 0.07 * 100 = 7.000000000000001 at rank 6, not 7.
+        ranks = sorted((max(0, math.ceil(q * self.count - 1e-9) - 1), i)
+                       for i, q in enumerate(qs))
         result = [0.0] * len(qs)
         keys = sorted(self.bins)
         cum = self.zero

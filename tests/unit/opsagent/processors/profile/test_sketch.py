@@ -23,7 +23,7 @@ qs_st = st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=6
 
 def exact(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[math.floor(q * (len(s) - 1))]
+    return s[max(0, math.ceil(q * len(s) - 1e-9) - 1)]  # nearest rank
 
 
 @settings(max_examples=300, deadline=None)
