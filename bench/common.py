@@ -6,6 +6,7 @@ tests/unit/bench/test_common.py; the rest does I/O and is only exercised by runn
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import shutil
@@ -124,7 +125,9 @@ def peer_path(name: str) -> str | None:
 
 
 STAMP_C = r"""
-/* stamp FILE TAG: append "TAG SECONDS.NANOSECONDS\n" (CLOCK_REALTIME read first) to FILE. */
+/* stamp FILE TAG: append "TAG SECONDS.NANOSECONDS RUN_NS WAIT_NS\n" to FILE: CLOCK_REALTIME read
+ * first, then this process's CPU time and run-queue wait since fork from /proc/self/schedstat
+ * (exec keeps the pid, so they cover the shell that exec'd us too; -1 -1 when unavailable). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -133,9 +136,16 @@ STAMP_C = r"""
 int main(int argc, char **argv) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    long long run = -1, wait = -1;
+    FILE *f = fopen("/proc/self/schedstat", "r");
+    if (f) {
+        if (fscanf(f, "%lld %lld", &run, &wait) != 2) run = wait = -1;
+        fclose(f);
+    }
     if (argc < 3) return 2;
-    char buf[128];
-    int n = snprintf(buf, sizeof buf, "%s %lld.%09ld\n", argv[2], (long long)ts.tv_sec, ts.tv_nsec);
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "%s %lld.%09ld %lld %lld\n", argv[2], (long long)ts.tv_sec,
+                     ts.tv_nsec, run, wait);
     int fd = open(argv[1], O_WRONLY | O_APPEND | O_CREAT, 0644);
     if (fd < 0) return 1;
     return write(fd, buf, (size_t)n) == n ? 0 : 1;
@@ -147,7 +157,8 @@ def stamp_binary() -> str:
     """Path of a tiny C program whose first action is reading CLOCK_REALTIME; compiled once into
     $OPSAGENT_CACHE/bin with cc. A job `stamp FILE TAG` thus records its start with ~no overhead
     beyond the shell's fork+exec, which calibrate_spawn() measures separately."""
-    out = cache_dir() / "bin" / "opsagent-stamp"
+    digest = hashlib.sha256(STAMP_C.encode()).hexdigest()[:8]
+    out = cache_dir() / "bin" / f"opsagent-stamp-{digest}"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         src = out.with_suffix(".c")
@@ -156,27 +167,50 @@ def stamp_binary() -> str:
     return str(out)
 
 
-def read_stamps(path: Path) -> list[tuple[str, float]]:
-    """(tag, epoch seconds) per line written by the stamp program."""
-    out: list[tuple[str, float]] = []
+@dataclass(frozen=True)
+class Stamp:
+    tag: str
+    first_action: float  # epoch seconds of the job's first clock read
+    spawned: float | None  # estimated fork moment, see parse_stamp
+
+
+def parse_stamp(line: str) -> Stamp:
+    """One line of the stamp program. The fork moment is estimated as the clock read minus the CPU
+    time and the run-queue wait the process accrued since fork (/proc/self/schedstat): what is
+    left out is time spent blocked (page-cache misses), which is ~0 for cached binaries."""
+    parts = line.split()
+    t = float(parts[1])
+    spawned = None
+    if len(parts) >= 4 and int(parts[2]) >= 0 and int(parts[3]) >= 0:
+        spawned = t - (int(parts[2]) + int(parts[3])) / 1e9
+    return Stamp(parts[0], t, spawned)
+
+
+def read_stamps(path: Path) -> list[Stamp]:
+    """The stamps written to path (none if it does not exist)."""
     if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        tag, _, t = line.partition(" ")
-        out.append((tag, float(t)))
-    return out
+        return []
+    return [parse_stamp(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def calibrate_spawn(stamp: str, workdir: Path, shell: str = "/bin/sh", n: int = 50) -> list[float]:
-    """Seconds from just before fork of `SHELL -c 'stamp FILE TAG'` to the stamp's clock read:
-    the part of every measured start delay that is the shell, not the scheduler."""
+def calibrate_spawn(
+    stamp: str, workdir: Path, shell: str = "/bin/sh", n: int = 50
+) -> tuple[list[float], list[float]]:
+    """For n sequential runs of `SHELL -c 'stamp FILE TAG'` from Python: seconds from just before
+    the fork to the stamp's clock read (the part of every first-action delay that is the shell,
+    not the scheduler), and to the estimated fork moment (checks that estimate: it should be a
+    small positive number, the parent's own fork cost)."""
     f = workdir / "calibrate.stamps"
     before: list[float] = []
     for i in range(n):
         before.append(time.time())
         subprocess.run([shell, "-c", f"{stamp} {f} {i}"], check=True)
-    after = {int(tag): t for tag, t in read_stamps(f)}
-    return [after[i] - before[i] for i in range(n) if i in after]
+    got = {int(s.tag): s for s in read_stamps(f)}
+    first = [got[i].first_action - before[i] for i in range(n) if i in got]
+    spawn = [
+        sp - before[i] for i in range(n) if i in got and (sp := got[i].spawned) is not None
+    ]
+    return first, spawn
 
 
 # --- process sampling ----------------------------------------------------------------------------

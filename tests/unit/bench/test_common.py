@@ -76,6 +76,22 @@ def test_start_delays_drops_warmup_and_rejects_bad_period() -> None:
         common.start_delays([1.0], period_s=0)
 
 
+@pytest.mark.parametrize(
+    ("line", "first", "spawned"),
+    [
+        ("7 100.500000000 2000000 3000000", 100.5, 100.495),  # 2 ms CPU + 3 ms run-queue wait
+        ("7 100.500000000 -1 -1", 100.5, None),  # no /proc/self/schedstat
+        ("7 100.500000000", 100.5, None),  # old two-column format
+    ],
+    ids=["schedstat", "no-schedstat", "two-columns"],
+)
+def test_parse_stamp(line: str, first: float, spawned: float | None) -> None:
+    s = common.parse_stamp(line)
+    assert s.tag == "7"
+    assert s.first_action == pytest.approx(first)
+    assert s.spawned == (None if spawned is None else pytest.approx(spawned))
+
+
 def test_idle_schedules_are_distinct_and_far_away() -> None:
     now = datetime(2026, 11, 26, 7, 0)
     scheds = idle_schedules(10_000, now)
