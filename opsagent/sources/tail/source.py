@@ -90,6 +90,11 @@ class TailSource:
         """Stop watching, save checkpoints, close files."""
         self._waker.stop()
         with self._lock:
+            if self._started:
+                # A last scan gives files created since the last one a checkpoint (offset 0):
+                # if they are rotated out of the globs while the agent is down, the restart
+                # finds them by inode and reads them.
+                self._set.rescan(initial=False)
             self._save()
             for f in list(self._set.files.values()):
                 self._set.close(f)
