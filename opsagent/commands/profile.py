@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import prometheus_client
 
@@ -24,7 +26,7 @@ from opsagent.telemetry import jsonlog
 
 log = logging.getLogger("opsagent.commands.profile")
 
-REPLAY_BATCH_LINES = 65_536
+REPLAY_CHUNK_BYTES = 8 << 20  # ~60k profile lines per batch: enough repetition to count once
 
 
 def register(sub: Any) -> None:
@@ -71,43 +73,64 @@ def _load(path: str, names: list[str]) -> list[ProfileConfig] | None:
     return profiles
 
 
-def _read_lines(path: str) -> list[bytes]:
-    if path == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        with open(path, "rb") as f:
-            data = f.read()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
+def read_batches(f: BinaryIO, max_line_bytes: int,
+                 chunk_bytes: int = REPLAY_CHUNK_BYTES) -> Iterator[tuple[list[bytes], int]]:
+    """(lines, truncated) per chunk of a stream: complete lines without their newline (the last
+    line may lack one), and how many lines longer than max_line_bytes were skipped. Memory stays
+    bounded by the chunk size plus one line of at most max_line_bytes."""
+    carry = b""
+    skipping = False  # inside an over-long line: drop bytes up to the next newline
+    while True:
+        chunk = f.read(chunk_bytes)
+        if not chunk:
+            break
+        if skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                continue
+            chunk = chunk[nl + 1:]
+            skipping = False
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()
+        truncated = 0
+        if len(carry) > max_line_bytes:
+            carry, skipping, truncated = b"", True, 1
+        kept = [x for x in lines if len(x) <= max_line_bytes]
+        yield kept, truncated + len(lines) - len(kept)
+    if carry:
+        yield [carry], 0
 
 
-def replay_intervals(cfg: ProfileConfig, logs: list[tuple[str, list[bytes]]],
-                     start_time: int) -> list[Interval]:
+def replay_intervals(cfg: ProfileConfig, logs: list[str], start_time: int) -> list[Interval]:
     """The intervals one pipeline produces from whole logs (deterministic: no clock)."""
     proc = ProfileProcessor(cfg)
-    limit = cfg.tail.max_line_bytes
-    for name, lines in logs:
-        for i in range(0, len(lines), REPLAY_BATCH_LINES):
-            batch = lines[i:i + REPLAY_BATCH_LINES]
-            kept = [x for x in batch if len(x) <= limit]
-            proc.count_unparsed("truncated", len(batch) - len(kept), float(start_time))
-            proc.process(name, kept, float(start_time))
+    now = float(start_time)
+    for name in logs:
+        with _open(name) as f:
+            for lines, truncated in read_batches(f, cfg.tail.max_line_bytes):
+                proc.count_unparsed("truncated", truncated, now)
+                proc.process(name, lines, now)
     return proc.flush(None)
+
+
+def _open(path: str) -> BinaryIO:
+    if path == "-":
+        return open(sys.stdin.fileno(), "rb", closefd=False)
+    return open(path, "rb")
 
 
 def replay(args: argparse.Namespace) -> int:
     profiles = _load(args.config, args.pipeline)
     if profiles is None:
         return 2
-    logs: list[tuple[str, list[bytes]]] = []
     for path in args.logs:
-        try:
-            logs.append((path, _read_lines(path)))
-        except OSError as e:
-            print(f"{path}: cannot read: {e.strerror}", file=sys.stderr)
+        if path != "-" and not os.access(path, os.R_OK):
+            print(f"{path}: cannot read", file=sys.stderr)
             return 1
+    if args.logs.count("-") > 0 and len(profiles) > 1:
+        print("stdin ('-') can be replayed by one pipeline only (use --pipeline)",
+              file=sys.stderr)
+        return 2
     out = sys.stdout
     registry = prometheus_client.CollectorRegistry()
     clock = SystemClock()
@@ -116,7 +139,11 @@ def replay(args: argparse.Namespace) -> int:
             or ["statsd", "graphite"]
         statsd_cfg = cfg.statsd or StatsdConfig()
         graphite_cfg = cfg.graphite or GraphiteConfig()
-        intervals = replay_intervals(cfg, logs, args.start_time)
+        try:
+            intervals = replay_intervals(cfg, args.logs, args.start_time)
+        except OSError as e:
+            print(f"cannot read a log: {e}", file=sys.stderr)
+            return 1
         for iv in intervals:
             if "statsd" in wanted:
                 out.write(f"# pipeline={cfg.name} sink=statsd interval={iv.start}\n")

@@ -54,16 +54,27 @@ class StatsSettings:
 class Aggregator:
     """Accumulates parsed counts into intervals; flush() returns the finished ones in order."""
 
-    def __init__(self, eff: Effective, columns: Sequence[str], stats: StatsSettings) -> None:
+    def __init__(self, eff: Effective, columns: Sequence[str], label_start: int,
+                 stats: StatsSettings) -> None:
+        """`columns` as produced by Parser: latency, [error], [time], then the labels that come
+        from the line (from `label_start` on, in the order of eff.labels)."""
         self.eff = eff
         self.stats = stats
         self.interval = stats.interval_secs
-        idx = {c: i for i, c in enumerate(columns)}
-        self._lat_i = idx[eff.latency_field]
-        self._err_i = idx.get(eff.error_field) if eff.error_field else None
-        self._time_i = idx.get(eff.time_field) if eff.time_field else None
-        # Per label: column index, or None when the value comes from the record's fields.
-        self._label_src = [(name, idx.get(name)) for name in eff.labels]
+        self._lat_i = 0
+        self._err_i = 1 if eff.error_field else None
+        self._time_i = (2 if eff.error_field else 1) if eff.time_field else None
+        self._ls = label_start
+        line_labels = columns[label_start:]
+        # Per label: position among the line's label values, or None (from the record).
+        self._label_src: list[tuple[str, int | None]] = []
+        j = 0
+        for name in eff.labels:
+            if j < len(line_labels) and line_labels[j] == name:
+                self._label_src.append((name, j))
+                j += 1
+            else:
+                self._label_src.append((name, None))
         # Exact decimal scaling: 1500 us / 1000 is 1.5 ms exactly, 1500 * (1e-6 / 1e-3) is not.
         shift = UNIT_EXP[eff.latency_unit] - UNIT_EXP[stats.report_unit]
         self._mul = float(10 ** shift) if shift >= 0 else 1.0
@@ -110,13 +121,14 @@ class Aggregator:
         now_start = self._open_start(now)
         now_late = now_start != int(now // interval) * interval  # the clock went back
         bad: Counter[str] = Counter()
-        lat_i, err_i, time_i = self._lat_i, self._err_i, self._time_i
+        err_i, time_i = self._err_i, self._time_i
         lat_cache, err_cache = self._lat_cache, self._err_cache
-        label_src = self._label_src
-        rec = {name: (fields or {}).get(name, "") for name, i in label_src if i is None}
-        cap = self.stats.max_series
+        rec = {name: (fields or {}).get(name, "") for name, i in self._label_src if i is None}
+        ls = self._ls
+        # (interval start, raw label values) -> (series, overflowed): one look-up per key.
+        series_cache: dict[tuple[int, tuple[Raw, ...]], tuple[_Series, bool]] = {}
         for key, n in counts.items():
-            raw = key[lat_i]
+            raw = key[0]
             lat = lat_cache.get(raw, _MISSING)
             if lat is _MISSING:
                 lat = self._latency(raw)
@@ -145,22 +157,14 @@ class Aggregator:
                 err = err_cache.get(rawe)
                 if err is None:
                     err = err_cache[rawe] = self._is_error(rawe)
-            labels = tuple(self._label(key[i]) if i is not None else rec[name]
-                           for name, i in label_src)
-            series_map = self.open.get(start)
-            if series_map is None:
-                series_map = self.open[start] = {}
-            s = series_map.get(labels)
-            if s is None:
-                if len(series_map) >= cap:
-                    self.overflow_by[start] = self.overflow_by.get(start, 0) + n
-                    self.overflow_total += n
-                    labels = self._other
-                    s = series_map.get(labels)
-                if s is None:
-                    s = series_map[labels] = _Series(
-                        self.stats.relative_accuracy, self.stats.max_sketch_buckets,
-                        len(self.stats.buckets) + 1)
+            ck = (start, key[ls:])
+            hit = series_cache.get(ck)
+            if hit is None:
+                hit = series_cache[ck] = self._series(start, key[ls:], rec)
+            s, overflowed = hit
+            if overflowed:
+                self.overflow_by[start] = self.overflow_by.get(start, 0) + n
+                self.overflow_total += n
             bkey, value = lat
             s.sketch.add_key(bkey, value, n)
             if err:
@@ -170,6 +174,27 @@ class Aggregator:
             self.parsed += n
         if bad:
             self.add_unparsed(bad, now)
+
+    def _series(self, start: int, raw_labels: tuple[Raw, ...],
+                rec: Mapping[str, str]) -> tuple[_Series, bool]:
+        labels = tuple(self._label(raw_labels[i]) if i is not None else rec[name]
+                       for name, i in self._label_src)
+        series_map = self.open.get(start)
+        if series_map is None:
+            series_map = self.open[start] = {}
+        s = series_map.get(labels)
+        if s is not None:
+            return s, False
+        overflowed = len(series_map) >= self.stats.max_series
+        if overflowed:
+            labels = self._other
+            s = series_map.get(labels)
+            if s is not None:
+                return s, True
+        s = series_map[labels] = _Series(self.stats.relative_accuracy,
+                                         self.stats.max_sketch_buckets,
+                                         len(self.stats.buckets) + 1)
+        return s, overflowed
 
     def _latency(self, raw: Raw) -> tuple[int | None, float] | None:
         try:

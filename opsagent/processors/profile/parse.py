@@ -33,16 +33,18 @@ _LOGFMT = re.compile(rb'([^\s=]+)(?:=("(?:[^"\\]|\\.)*"|\S*))?')
 
 
 class Parser:
-    """Extracts `columns` (latency first, then error, time and label fields) from lines."""
+    """Extracts `columns` from lines: the latency field, then the error and time fields when
+    set, then the label fields (from `label_start` on, in the order of `labels`; a name may
+    appear twice, e.g. status as error field and label). Labels in `record_labels` come from
+    the file, not the line, and are not columns."""
 
     def __init__(self, eff: Effective, record_labels: Sequence[str] = ()) -> None:
         self.eff = eff
         cols: list[str] = [eff.latency_field]
-        for name in (eff.error_field, eff.time_field, *eff.labels):
-            if name and name not in cols and name not in record_labels:
-                cols.append(name)
+        cols += [name for name in (eff.error_field, eff.time_field) if name]
+        self.label_start = len(cols)
+        cols += [name for name in eff.labels if name not in record_labels]
         self.columns: tuple[str, ...] = tuple(cols)
-        self.index = {name: i for i, name in enumerate(cols)}
         fmt = eff.format
         self._parse: Callable[[list[bytes]], tuple[Counter[Key], Counter[str]]]
         if fmt == "delimited":

@@ -64,7 +64,7 @@ class ProfileProcessor:
             if name in path_groups or (known is not None and name not in known)
             or (known is None and name in static_labels))
         self.parser = Parser(eff, record_labels)
-        self.agg = Aggregator(eff, self.parser.columns, StatsSettings(
+        self.agg = Aggregator(eff, self.parser.columns, self.parser.label_start, StatsSettings(
             interval_secs=cfg.interval_secs, percentiles=cfg.percentiles, buckets=cfg.buckets,
             max_series=cfg.max_series, relative_accuracy=cfg.relative_accuracy,
             max_sketch_buckets=cfg.max_sketch_buckets, report_unit=cfg.report_unit))

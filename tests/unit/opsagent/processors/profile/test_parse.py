@@ -97,10 +97,11 @@ def test_nginx_preset() -> None:
     counts, bad = p.parse([NGINX, b'10.0.0.1 - - [01/Jan/2024:00:00:02 +0000] "-" 400 0 '
                                   b'"-" "-" 0.000 0.001'])
     assert not bad
-    assert p.columns == ("request_time", "status", "time_local", "method")
+    assert p.columns == ("request_time", "status", "time_local", "method", "status")
+    assert p.label_start == 3
     assert counts == Counter({
-        (b"0.123", b"200", b"01/Jan/2024:00:00:01 +0000", b"GET"): 1,
-        (b"0.000", b"400", b"01/Jan/2024:00:00:02 +0000", None): 1,
+        (b"0.123", b"200", b"01/Jan/2024:00:00:01 +0000", b"GET", b"200"): 1,
+        (b"0.000", b"400", b"01/Jan/2024:00:00:02 +0000", None, b"400"): 1,
     })
 
 

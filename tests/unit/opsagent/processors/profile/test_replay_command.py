@@ -103,3 +103,25 @@ def test_config_error_names_file_and_key(tmp_path: Path,
     assert main(["profile", "replay", "--config", str(conf), str(conf)]) == 2
     err = capsys.readouterr().err
     assert str(conf) in err and "profile[0]" in err and "latency_field" in err
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+@pytest.mark.parametrize("tail,want_tail,want_truncated", [
+    (b"last-no-newline", [], 2),  # 15 bytes > 10: skipped and counted like the x line
+    (b"end", [b"end"], 1),  # a short unterminated last line is a line
+    (b"", [], 1),
+], ids=["long-tail", "short-tail", "newline-at-end"])
+def test_read_batches_across_chunk_boundaries(chunk: int, tail: bytes, want_tail: list[bytes],
+                                              want_truncated: int) -> None:
+    import io
+
+    from opsagent.commands.profile import read_batches
+
+    data = b"a|1\nbb|22\n" + b"x" * 20 + b"\nc|3\n" + tail
+    got: list[bytes] = []
+    truncated = 0
+    for lines, t in read_batches(io.BytesIO(data), max_line_bytes=10, chunk_bytes=chunk):
+        got += lines
+        truncated += t
+    assert got == [b"a|1", b"bb|22", b"c|3", *want_tail]
+    assert truncated == want_truncated
