@@ -47,7 +47,11 @@ class FileSet:
         self._fields = fields
         self.files: dict[tuple[int, int], TailedFile] = {}
         self.by_key: dict[FileKey, TailedFile] = {}
-        self.resume_from: dict[tuple[int, int], Checkpoint] = {}  # at start only
+        # Checkpoints loaded at start whose file was not found (yet): kept, and saved again,
+        # until `orphans_until` (monotonic), so a file that shows up late (volume mounted
+        # later, transient open error) still resumes instead of being read again from 0.
+        self.resume_from: dict[tuple[int, int], Checkpoint] = {}
+        self.orphans_until = 0.0
         self._skipped: set[tuple[str, int]] = set()
         self._seq = 0
         m = metrics
@@ -90,6 +94,8 @@ class FileSet:
                            "lost_bytes": lost})
 
     def rescan(self, *, initial: bool) -> None:
+        if self.resume_from and self._clock.monotonic() >= self.orphans_until:
+            self.resume_from = {}
         candidates, failed = self._matcher.scan()
         seen: set[tuple[int, int]] = set()
         for c in candidates:

@@ -27,6 +27,8 @@ log = logging.getLogger("opsagent.tail")
 
 __all__ = ["Batch", "Record", "TailSource"]
 
+_EVENT_RESCAN_SECS = 0.25
+
 
 class TailSource:
     """Tails the files selected by `cfg`, pull model: the caller's thread calls poll().
@@ -63,7 +65,7 @@ class TailSource:
         self._set = FileSet(name, cfg, clock, self._matcher, self._fields, m)
         self._started = False
         self._last_saved: dict[str, tuple[int, str]] = {}
-        self._next_rescan = self._next_save = 0.0
+        self._next_rescan = self._next_save = self._last_rescan = 0.0
         self._m_bytes = m.bytes.labels(pipeline=name)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -78,9 +80,10 @@ class TailSource:
             self._set.resume_from = {(cp.dev, cp.ino): cp for cp in loaded.values()}
             # Files renamed away while the agent was down are older: open (and read) them first.
             self._set.find_renamed_while_stopped()
-            self._set.rescan(initial=True)
-            self._set.resume_from = {}
             now = self._clock.monotonic()
+            self._set.orphans_until = now + self._cfg.deleted_file_max_secs
+            self._set.rescan(initial=True)
+            self._last_rescan = now
             self._next_rescan = now + self._cfg.rescan_interval_secs
             self._next_save = now + self._cfg.checkpoint_interval_secs
         if self._use_watchdog:
@@ -165,10 +168,14 @@ class TailSource:
         out: list[tuple[TailedFile, list[Seg]]] = []
         with self._lock:
             now = self._clock.monotonic()
-            if self._waker.rescan.is_set() or now >= self._next_rescan:
+            # inotify says names changed: rescan, but at most once per _EVENT_RESCAN_SECS (a
+            # busy directory must not turn every poll into a directory walk).
+            event = self._waker.rescan.is_set() and now - self._last_rescan >= _EVENT_RESCAN_SECS
+            if event or now >= self._next_rescan:
                 self._waker.rescan.clear()
                 self._set.rescan(initial=False)
                 self._waker.watch_roots()
+                self._last_rescan = now
                 self._next_rescan = now + self._cfg.rescan_interval_secs
             remaining = max_lines
             flushed: set[int] = set()
@@ -238,6 +245,9 @@ class TailSource:
                     continue
                 f.saved_cp = cp
             entries[kid] = cp
+        for cp in self._set.resume_from.values():
+            entries.setdefault(cp.id, cp)
+            offsets.setdefault(cp.id, (cp.offset, cp.path))
         if offsets == self._last_saved:
             return
         try:

@@ -320,3 +320,36 @@ def test_auto_ack_of_old_generation_does_not_move_new_offset(env: Env) -> None:
     again = env.source()
     assert lines(drain(again)) == [b"new"]
     assert env.metric("opsagent_tail_errors_total", reason="truncated_while_stopped") == 0
+
+
+def test_checkpoint_of_file_missing_at_start_is_kept_for_a_while(env: Env) -> None:
+    (env.logs / "late").mkdir()
+    env.write("late/app.log", b"1\n2\n")
+    src = env.source(include=("late/*.log",))
+    recs = drain(src)
+    src.stop()
+    os.rename(env.logs / "late", env.logs / "hidden")  # the volume is not there at start
+    again = env.source(include=("late/*.log",), deleted_file_max_secs=100.0)
+    assert drain(again) == []
+    again.save_checkpoints()
+    saved = json.loads((env.state / "p.json").read_bytes())["entries"]
+    assert list(saved) == [str(recs[0].key)]  # still there
+    os.rename(env.logs / "hidden", env.logs / "late")
+    env.write("late/app.log", b"3\n")
+    env.rescan()
+    assert lines(drain(again)) == [b"3"]  # resumed, not read again from 0
+
+
+def test_orphaned_checkpoint_dropped_after_deadline(env: Env) -> None:
+    env.write("app.log", b"1\n")
+    src = env.source()
+    drain(src)
+    src.stop()
+    os.unlink(env.logs / "app.log")
+    again = env.source(deleted_file_max_secs=30.0)
+    again.save_checkpoints()
+    assert json.loads((env.state / "p.json").read_bytes())["entries"] != {}
+    env.clock.advance(30.0)
+    drain(again)
+    again.save_checkpoints()
+    assert json.loads((env.state / "p.json").read_bytes())["entries"] == {}

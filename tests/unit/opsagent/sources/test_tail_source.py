@@ -257,6 +257,7 @@ def test_watchdog_event_wakes_poll(env: Env) -> None:
     env.write("app.log", b"hello\n")
     got = []
     for _ in range(50):  # bounded: each poll waits at most 0.1 s for an inotify event
+        env.clock.advance(0.25)  # event rescans are rate limited by the (fake) clock
         got = src.poll(timeout=0.1)
         if got:
             break
@@ -276,3 +277,13 @@ def test_checkpoint_write_failure_is_counted_and_retried(env: Env) -> None:
     src.save_checkpoints()
     doc = json.loads((env.state / "p.json").read_bytes())
     assert [e["offset"] for e in doc["entries"].values()] == [6]
+
+
+def test_event_rescans_are_rate_limited(env: Env) -> None:
+    src = env.source()
+    env.write("app.log", b"a\n")
+    src._waker.on_event("created")  # as the watchdog thread would
+    assert drain(src) == []  # too soon after the start-up scan
+    env.clock.advance(0.25)
+    src._waker.on_event("created")
+    assert lines(drain(src)) == [b"a"]
