@@ -56,6 +56,8 @@ def _flags(p: argparse.ArgumentParser) -> None:
     flag("subreaper", action="store_true",
          help="become a child subreaper (prctl) so orphaned job processes are reaped even "
               "when gorun is not PID 1")
+    flag("no-watch", dest="no_watch", action="store_true",
+         help="do not watch the crontab files; reload on SIGHUP (and the periodic rescan) only")
     p.add_argument("crontabs", nargs="+", metavar="CRONTAB")
 
 
@@ -165,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     app = GorunApp(GorunOptions(
         paths=tuple(args.crontabs), system=args.system, grace_secs=args.grace_secs,
         kill_grace_secs=args.kill_grace_secs, overlapping=args.overlapping,
-        passthrough_logs=args.passthrough_logs), registry=registry)
+        passthrough_logs=args.passthrough_logs, watch=not args.no_watch), registry=registry)
     return app.run(signals=True)
 
 
