@@ -49,7 +49,7 @@ class TailConfig:
     """Which files to tail and how (one per pipeline; TOML table `[forward.source]` etc.)."""
 
     include: tuple[str, ...]  # absolute glob patterns; `**` matches any number of directories
-    exclude: tuple[str, ...] = ()  # globs matched against the full path
+    exclude: tuple[str, ...] = ()  # globs on the full path; without "/": on the file name
     path_pattern: str = ""  # regex with named groups -> Record.fields (e.g. namespace, pod)
     start_at: Literal["beginning", "end"] = "beginning"  # files present at start, no checkpoint
     max_line_bytes: int = 1_048_576  # longer lines are truncated to this and counted

@@ -80,7 +80,8 @@ class Matcher:
     def __init__(self, include: Iterable[str], exclude: Iterable[str] = ()) -> None:
         self.include = tuple(include)
         inc = [glob_to_regex(p) for p in self.include]
-        exc = [glob_to_regex(p) for p in exclude]
+        # An exclude pattern without "/" applies to the file name ("*.gz"), others to the path.
+        exc = [glob_to_regex(p if "/" in p else "/**/" + p) for p in exclude]
         self._inc = re.compile("|".join(f"(?:{r})" for r in inc) + r"\Z", re.S)
         self._exc = re.compile("|".join(f"(?:{r})" for r in exc) + r"\Z", re.S) if exc else None
         depths: dict[str, int | None] = {}

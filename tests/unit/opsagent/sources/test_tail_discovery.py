@@ -64,6 +64,9 @@ def test_matcher_merges_roots_and_excludes() -> None:
     assert m.matches("/a/x.log") and m.matches("/a/d/x.log")
     assert not m.matches("/a/skip.log")
     assert m.root_of("/b/c/y") == "/b" and m.root_of("/c/x") is None
+    by_name = Matcher(["/a/**"], ["*.gz", "tmp-?"])
+    assert by_name.matches("/a/x.log")
+    assert not by_name.matches("/a/b/x.log.gz") and not by_name.matches("/a/tmp-1")
 
 
 def test_scan_does_not_follow_symlinked_dirs_and_respects_depth(tmp_path: Path) -> None:
