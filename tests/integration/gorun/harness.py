@@ -24,8 +24,8 @@ class Gorun:
         self.tmp = tmp
         self.err_path = tmp / "gorun.stderr"
         self.out_path = tmp / "gorun.stdout"
-        self._err = open(self.err_path, "wb")
-        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")  # noqa: SIM115 (closed in close())
+        self._out = open(self.out_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([*(prefix or []), GORUN, *args], stdout=self._out,
                                      stderr=self._err, cwd=tmp,
                                      env={**os.environ, **(env or {})})
