@@ -144,3 +144,53 @@ def test_next_after_is_strictly_later_and_monotonic(
         if not ref.wall_matches(nxt.replace(tzinfo=None)):
             assert ref.fixed and ref.fires(nxt.astimezone(UTC))
         t = nxt
+
+
+SECONDS = [("*/20", range(0, 60, 20)), ("0", [0]), ("15,45", [15, 45])]
+SECOND = dt.timedelta(seconds=1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.sampled_from(SECONDS), st.sampled_from(MINUTES[:4]), st.sampled_from(HOURS[:6]),
+    st.sampled_from(TRANSITIONS[:8]), st.integers(min_value=-3600, max_value=3600),
+)
+def test_seconds_form_matches_reference(
+    second: tuple[str, range], minute: tuple[str, range], hour: tuple[str, range],
+    transition: tuple[str, str], shift: int,
+) -> None:
+    """The 7-field form near DST transitions, against a second-by-second reference."""
+    zone, near = transition
+    tz = ZoneInfo(zone)
+    secs, mins, hours = set(second[1]), set(minute[1]), set(hour[1])
+    fixed = not minute[0].startswith("*") and not hour[0].startswith("*")
+
+    def wall_matches(w: dt.datetime) -> bool:
+        return w.second in secs and w.minute in mins and w.hour in hours
+
+    start = dt.datetime.fromisoformat(near).replace(tzinfo=UTC) + dt.timedelta(seconds=shift)
+    end = start + dt.timedelta(hours=3)
+    expected = []
+    u = start.replace(microsecond=0) + SECOND
+    while u <= end:
+        local = u.astimezone(tz)
+        wall = local.replace(tzinfo=None)
+        fires = wall_matches(wall) and not (fixed and local.fold == 1)
+        jump = local.utcoffset() - (u - SECOND).astimezone(tz).utcoffset()  # type: ignore[operator]
+        if not fires and fixed and jump > dt.timedelta(0):
+            fires = any(wall_matches(wall - jump + k * SECOND)
+                        for k in range(int(jump.total_seconds())))
+        if fires:
+            expected.append(u)
+        u += SECOND
+
+    expr = parse_expr(f"{second[0]} {minute[0]} {hour[0]} * * * *", tz)
+    got: list[dt.datetime] = []
+    t: dt.datetime | None = start
+    while True:
+        assert t is not None
+        t = expr.next_after(t)
+        if t is None or t.astimezone(UTC) > end:
+            break
+        got.append(t.astimezone(UTC))
+    assert got == expected
