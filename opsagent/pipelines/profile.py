@@ -21,6 +21,10 @@ from opsagent.state.checkpoints import CheckpointStore
 
 log = logging.getLogger("opsagent.pipelines.profile")
 
+# Lines per poll: large batches repeat the same (labels, latency) tuples more, and the parser
+# counts identical tuples once (see opsagent.processors.profile.parse).
+POLL_MAX_LINES = 65_536
+
 
 class Sink(Protocol):
     def start(self) -> None: ...
@@ -83,7 +87,7 @@ class ProfilePipeline:
     def run_once(self) -> int:
         """Poll once, aggregate, send the intervals that are due; returns lines processed."""
         with self._lock:
-            batches = self.source.poll_batches(10_000, self.poll_timeout)
+            batches = self.source.poll_batches(POLL_MAX_LINES, self.poll_timeout)
             now = self.clock.time()
             n = 0
             for b in batches:
