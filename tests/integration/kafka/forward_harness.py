@@ -207,3 +207,19 @@ class BackgroundWriter:
         self.stop()
         for w in self.writers:
             w.close()
+
+
+def has_open(pid: int, ino: int) -> bool:
+    """Whether process `pid` holds a file with inode `ino` open (also once it is deleted)."""
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.stat(os.path.join(fd_dir, name)).st_ino == ino:
+                return True
+        except OSError:
+            continue
+    return False
