@@ -353,3 +353,21 @@ def test_orphaned_checkpoint_dropped_after_deadline(env: Env) -> None:
     drain(again)
     again.save_checkpoints()
     assert json.loads((env.state / "p.json").read_bytes())["entries"] == {}
+
+
+def test_multiline_event_split_by_rotation_loses_nothing(env: Env) -> None:
+    from opsagent.sources.tail import MultilineConfig
+
+    env.write("app.log", b"INFO a\nERROR x\n\tat one\n")
+    src = env.source(include=("app.log",), multiline=MultilineConfig(),
+                     rotated_file_idle_secs=3.0)
+    assert lines(drain(src)) == [b"INFO a"]
+    os.rename(env.logs / "app.log", env.logs / "app.log.1")
+    env.write("app.log", b"\tat two\nINFO b\n")
+    env.rescan()
+    got = drain(src)
+    env.clock.advance(3.0)
+    got += drain(src)
+    # Each file's part of the event is its own record (keys differ); nothing is lost.
+    assert sorted(lines(got)) == sorted([b"ERROR x\n\tat one", b"INFO b", b"\tat two"])
+    assert env.metric("opsagent_tail_files_open") == 1  # the rotated file was finished
