@@ -87,6 +87,8 @@ class _Entry:
     size: int
     gen: int = -1  # producer generation of its latest send; -1 = waiting to be sent
     done: bool = False
+    suspect: bool = False  # failed with a REJECT error while not alone: not yet proven bad
+    alone: bool = False  # its latest send was the only record in flight (isolation)
 
 
 class KafkaSink:
@@ -120,6 +122,10 @@ class KafkaSink:
         self._fence_started = 0.0
         self._retry_at: float | None = None  # no producer: next attempt to create one
         self._attempt = 0  # consecutive failures without an acknowledgement in between
+        self._needs_backoff = False  # the current fence follows a retriable failure
+        self._suspects = 0  # unhandled entries with suspect=True: isolation mode while > 0
+        self._alone: _Entry | None = None  # the one record in flight during isolation
+        self._held = False  # records wait unsent because of isolation
         self._fatal: FatalError | None = None
         self._closed = False  # close() called: submit refuses, retries go on until the deadline
         self._released = False  # close() finished: no new producer
@@ -227,21 +233,29 @@ class KafkaSink:
         entry = _Entry(rec, _size(rec))
         self._files.setdefault(rec.key, collections.deque()).append(entry)
         self._inflight_bytes += entry.size
-        if self._producer is not None and not self._is_aborted(self._gen):
+        if self._suspects:
+            self._held = True
+        elif self._producer is not None and not self._is_aborted(self._gen):
             self._send(entry)
 
-    def _send(self, entry: _Entry) -> None:
+    def _send(self, entry: _Entry, *, alone: bool = False) -> None:
         assert self._producer is not None
         gen = self._gen
         if entry.gen >= 0:
             self._m.retries.inc()
         entry.gen = gen
+        entry.alone = alone
+        if alone:
+            self._alone = entry
         rec = entry.rec
         try:
             fut = self._producer.send(
                 self.cfg.topic, key=rec.key.encode("utf-8", "surrogateescape"),
                 value=rec.value, headers=list(rec.headers))
         except Exception as e:  # sorted by classify, the one place that knows kafka errors
+            # Raised by send() itself, so about this record alone (client-side size check,
+            # topic authorization from metadata): a REJECT is certain, the producer still fine.
+            entry.alone = True
             self._outstanding[gen] += 1
             self._done_q.put((entry, gen, e))
             if classify(e).kind is not Kind.REJECT:
@@ -257,10 +271,12 @@ class KafkaSink:
         self._on_done(entry, gen, None)
 
     def _on_done(self, entry: _Entry, gen: int, exc: BaseException | None) -> None:
-        """Callback (kafka-python's sender thread): queue the result; on a failure that is not
-        about this record alone, abort the producer before it sends anything more."""
+        """Callback (kafka-python's sender thread): queue the result; on any failure abort the
+        producer before it sends anything more. (After a non-retriable batch error kafka-python
+        3.x puts an idempotent producer in a fatal state and fails every other batch with the
+        same error, so that error does not prove which record was bad: see _complete.)"""
         self._done_q.put((entry, gen, exc))
-        if exc is not None and classify(exc).kind is not Kind.REJECT:
+        if exc is not None:
             self._abort(gen)
         self._wake.set()
 
@@ -297,6 +313,10 @@ class KafkaSink:
         if self._producer is None and self._retry_at is not None and self._fatal is None \
                 and not self._released and self._clock.monotonic() >= self._retry_at:
             self._connect()
+        elif self._producer is not None and self._alone is None and self._fatal is None \
+                and not self._is_aborted(self._gen) and self._held:
+            # The record sent alone is settled: the next one, or back to normal sending.
+            self._dispatch()
         for key in list(self._files):
             entries = self._files[key]
             end = None
@@ -313,8 +333,10 @@ class KafkaSink:
     def _complete(self, entry: _Entry, gen: int, exc: BaseException | None) -> None:
         if entry.done:
             return
+        if entry is self._alone and gen == entry.gen:
+            self._alone = None
         if exc is None:
-            entry.done = True
+            self._settle(entry)
             self._attempt = 0
             self._m.acked.inc()
             return
@@ -322,22 +344,43 @@ class KafkaSink:
             return  # a newer send of this record exists
         verdict = classify(exc)
         self._m.errors.labels(self.name, verdict.reason).inc()
-        if verdict.kind is Kind.REJECT:
+        if verdict.kind is Kind.REJECT and entry.alone:
             self._dead_letter(entry, verdict.reason, exc)
-            entry.done = True
+            self._settle(entry)
+        elif verdict.kind is Kind.REJECT:
+            # Maybe this record, maybe its batch or producer: prove it by sending it alone.
+            if not entry.suspect:
+                entry.suspect = True
+                self._suspects += 1
         elif verdict.kind is Kind.FATAL:
             self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {exc}"))
         else:  # stays unhandled: the next producer re-sends it (its producer was aborted)
+            if verdict.reason != "producer_aborted":
+                self._needs_backoff = True
             log.warning("kafka delivery failed; re-sending after backoff",
                         extra={"component": "kafka", "pipeline": self.name,
                                "reason": verdict.reason, "error": str(exc)})
 
+    def _settle(self, entry: _Entry) -> None:
+        entry.done = True
+        if entry.suspect:
+            entry.suspect = False
+            self._suspects -= 1
+
+    @property
+    def _isolating(self) -> bool:
+        return self._suspects > 0
+
     def _drop_producer(self) -> None:
         with self._abort_lock:
             producer, self._producer = self._producer, None
-        self._attempt += 1
-        delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
-                             self.cfg.retry_backoff_max_secs, self._rng)
+        self._alone = None
+        delay = 0.0  # a fence only to isolate or after a dead letter: reconnect at once
+        if self._needs_backoff:
+            self._attempt += 1
+            delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
+                                 self.cfg.retry_backoff_max_secs, self._rng)
+        self._needs_backoff = False
         self._retry_at = self._clock.monotonic() + delay
         self._m.producer_resets.inc()
         if producer is not None:
@@ -371,12 +414,24 @@ class KafkaSink:
             self._gen += 1
             self._producer = producer
         self._retry_at = None
-        # Re-send everything not yet handled, each file in order; stop if this producer fails.
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """(Re-)send what this producer has not sent yet, each file in order. While suspects
+        exist, only one record at a time: the next unhandled record of the first file holding a
+        suspect, so a REJECT then is certainly about that record."""
+        self._held = self._isolating
+        if self._isolating:
+            for entries in self._files.values():
+                if any(e.suspect for e in entries):
+                    head = next(e for e in entries if not e.done)
+                    self._send(head, alone=True)
+                    return
         for entries in list(self._files.values()):
             for entry in entries:
                 if self._is_aborted(self._gen):
                     return
-                if not entry.done:
+                if not entry.done and entry.gen != self._gen:
                     self._send(entry)
 
     def _fail(self, err: FatalError) -> None:
