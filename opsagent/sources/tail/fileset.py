@@ -141,9 +141,17 @@ class FileSet:
                 f.deleted_at = self._clock.monotonic()
             return
         if f.rotated_out:
-            return
-        f.rotated_out = True
-        self._m_rotations.inc()
+            try:
+                here = os.lstat(f.path)
+                if (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino):
+                    return
+            except OSError:
+                pass
+            # Renamed again (app.log.1 -> app.log.2): follow it, so pending_bytes() reports
+            # undelivered data under the name the rotation sees.
+        else:
+            f.rotated_out = True
+            self._m_rotations.inc()
         new_path = find_by_inode(os.path.dirname(f.path), st.st_dev, st.st_ino)
         if new_path is not None:
             f.path = new_path

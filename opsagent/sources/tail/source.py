@@ -144,14 +144,26 @@ class TailSource:
         Thread-safe; rotation uses it to avoid deleting undelivered data."""
         out: dict[str, int] = {}
         with self._lock:
-            for f in self._set.files.values():
-                size = f.emitted
-                if f.fd >= 0:
-                    try:
-                        size = max(os.fstat(f.fd).st_size, f.pos)
-                    except OSError:
-                        size = f.pos
-                out[f.path] = out.get(f.path, 0) + max(0, size - f.acked)
+            for f, n in self._pending():
+                out[f.path] = out.get(f.path, 0) + n
+        return out
+
+    def pending_by_file(self) -> dict[tuple[int, int], int]:
+        """Like pending_bytes() but keyed by (st_dev, st_ino), for callers that hold the file
+        open and fstat it (robust against renames between the two calls)."""
+        with self._lock:
+            return {(f.key.dev, f.key.ino): n for f, n in self._pending()}
+
+    def _pending(self) -> list[tuple[TailedFile, int]]:
+        out: list[tuple[TailedFile, int]] = []
+        for f in self._set.files.values():
+            size = f.emitted
+            if f.fd >= 0:
+                try:
+                    size = max(os.fstat(f.fd).st_size, f.pos)
+                except OSError:
+                    size = f.pos
+            out.append((f, max(0, size - f.acked)))
         return out
 
     def _poll_segs(self, max_lines: int, timeout: float) -> list[tuple[TailedFile, list[Seg]]]:

@@ -371,3 +371,18 @@ def test_multiline_event_split_by_rotation_loses_nothing(env: Env) -> None:
     # Each file's part of the event is its own record (keys differ); nothing is lost.
     assert sorted(lines(got)) == sorted([b"ERROR x\n\tat one", b"INFO b", b"\tat two"])
     assert env.metric("opsagent_tail_files_open") == 1  # the rotated file was finished
+
+
+def test_pending_follows_a_rotated_file_renamed_again(env: Env) -> None:
+    env.write("app.log", b"1\n2\n")
+    src = env.source(include=("app.log",))
+    drain(src, ack=False)
+    os.rename(env.logs / "app.log", env.logs / "app.log.1")
+    env.rescan()
+    drain(src, ack=False)
+    os.rename(env.logs / "app.log.1", env.logs / "app.log.2")
+    env.rescan()
+    drain(src, ack=False)
+    assert src.pending_bytes() == {str(env.logs / "app.log.2"): 4}
+    st = os.stat(env.logs / "app.log.2")
+    assert src.pending_by_file() == {(st.st_dev, st.st_ino): 4}
