@@ -60,7 +60,8 @@ class ProfilePipeline:
                  poll_timeout_secs: float = 0.5) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.processor = ProfileProcessor(cfg, registry)
+        # An event time more than one interval ahead of the clock is taken as the read time.
+        self.processor = ProfileProcessor(cfg, registry, max_future_secs=cfg.interval_secs)
         self.source: BatchSource = source if source is not None else TailSource(
             f"profile-{cfg.name}", cfg.tail, checkpoints=checkpoints, clock=clock,
             registry=registry, static_fields=static_fields or {}, auto_ack=True)

@@ -94,6 +94,10 @@ class Aggregator:
         self.unparsed_total: Counter[str] = Counter()
         self.overflow_total = 0
         self.late = 0  # lines whose interval was already flushed (counted in a later one)
+        self.future = 0  # lines dated after now + max_future_secs (counted at now instead)
+        # Live pipelines set this so a wrong clock in a log cannot open far-future intervals
+        # (they would stay in memory until shutdown); replay leaves it None.
+        self.max_future_secs: float | None = None
         self.parsed = 0
         self.flushed_before = -math.inf  # intervals starting before this are already sent
 
@@ -122,6 +126,7 @@ class Aggregator:
         now_late = now_start != int(now // interval) * interval  # the clock went back
         bad: Counter[str] = Counter()
         err_i, time_i = self._err_i, self._time_i
+        future_limit = None if self.max_future_secs is None else now + self.max_future_secs
         lat_cache, err_cache = self._lat_cache, self._err_cache
         rec = {name: (fields or {}).get(name, "") for name, i in self._label_src if i is None}
         ls = self._ls
@@ -143,6 +148,9 @@ class Aggregator:
                 if t is None:
                     bad["bad_time"] += n
                     continue
+                if future_limit is not None and t > future_limit:
+                    self.future += n
+                    t = now
                 start = int(t // interval) * interval
                 if start < self.flushed_before:
                     self.late += n

@@ -35,6 +35,10 @@ class _Metrics:
             "opsagent_profile_late_lines",
             "profile lines whose interval was already sent (counted in the next one)",
             ["pipeline"], registry=registry)
+        self.future = prometheus_client.Counter(
+            "opsagent_profile_future_lines",
+            "profile lines dated more than max_future_secs ahead (counted at read time)",
+            ["pipeline"], registry=registry)
 
 
 _METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = \
@@ -51,7 +55,8 @@ def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
 class ProfileProcessor:
     def __init__(self, cfg: ProfileConfig,
                  registry: prometheus_client.CollectorRegistry | None = None,
-                 static_labels: tuple[str, ...] = ("node", "pod", "namespace")) -> None:
+                 static_labels: tuple[str, ...] = ("node", "pod", "namespace"),
+                 max_future_secs: float | None = None) -> None:
         self.cfg = cfg
         eff = effective(cfg)
         known = eff.format_fields()
@@ -68,6 +73,7 @@ class ProfileProcessor:
             interval_secs=cfg.interval_secs, percentiles=cfg.percentiles, buckets=cfg.buckets,
             max_series=cfg.max_series, relative_accuracy=cfg.relative_accuracy,
             max_sketch_buckets=cfg.max_sketch_buckets, report_unit=cfg.report_unit))
+        self.agg.max_future_secs = max_future_secs
         self._unwrappers: dict[Hashable, Unwrapper] = {}
         self._max_line = cfg.tail.max_line_bytes
         self._m = _metrics(registry).__dict__ if registry is not None else None
@@ -85,7 +91,8 @@ class ProfileProcessor:
         counts, bad_parse = self.parser.parse(lines)
         bad.update(bad_parse)
         agg = self.agg
-        before = (agg.parsed, Counter(agg.unparsed_total), agg.overflow_total, agg.late)
+        before = (agg.parsed, Counter(agg.unparsed_total), agg.overflow_total, agg.late,
+                  agg.future)
         agg.add_unparsed(bad, now)
         agg.add(counts, now, fields)
         if self._m is not None:
@@ -97,6 +104,8 @@ class ProfileProcessor:
                 self._m["overflow"].labels(name).inc(agg.overflow_total - before[2])
             if agg.late > before[3]:
                 self._m["late"].labels(name).inc(agg.late - before[3])
+            if agg.future > before[4]:
+                self._m["future"].labels(name).inc(agg.future - before[4])
 
     def count_unparsed(self, reason: str, n: int, now: float) -> None:
         """Lines dropped before parsing (e.g. truncated by the tail source), read at `now`."""

@@ -187,3 +187,19 @@ def test_counter_of_reasons_is_pending_until_flush() -> None:
     assert p.agg.unparsed_by == {0: Counter({"no_match": 1})}
     p.flush()
     assert not p.agg.unparsed_by
+
+
+def test_far_future_event_times_are_counted_at_read_time_when_limited() -> None:
+    import prometheus_client
+
+    reg = prometheus_client.CollectorRegistry()
+    p = ProfileProcessor(profile(**{**BASE, "fields": ["t", "iface", "ok", "ms"],
+                                    "time_field": "t", "time_format": "unix"}),
+                         reg, max_future_secs=10)
+    p.process("f", [b"1015|a|true|1", b"99999999|a|true|1"], 1008.0)
+    assert [iv.start for iv in p.flush()] == [1000, 1010]
+    assert p.agg.future == 1
+    assert reg.get_sample_value("opsagent_profile_future_lines_total", {"pipeline": "t"}) == 1
+    replay = proc(fields=["t", "iface", "ok", "ms"], time_field="t", time_format="unix")
+    replay.process("f", [b"99999999|a|true|1"], 0.0)  # replay: no limit
+    assert [iv.start for iv in replay.flush()] == [99999990]
