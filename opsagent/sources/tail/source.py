@@ -66,6 +66,7 @@ class TailSource:
         self._started = False
         self._last_saved: dict[str, tuple[int, str]] = {}
         self._next_rescan = self._next_save = self._last_rescan = 0.0
+        self._next_first = 0  # index of the file the next poll reads first
         self._m_bytes = m.bytes.labels(pipeline=name)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -132,7 +133,10 @@ class TailSource:
         with self._lock:
             f = self._set.by_key.get(key)
             if f is not None and end > f.acked:
+                capped = f.pos - f.acked >= self._cfg.max_read_ahead_bytes
                 f.acked = min(end, f.emitted)
+                if capped:
+                    self._waker.wake.set()  # a poll waiting for data can read again
 
     def save_checkpoints(self) -> None:
         """Save acked offsets now (poll() does it every cfg.checkpoint_interval_secs)."""
@@ -191,8 +195,16 @@ class TailSource:
                 self._next_rescan = now + self._cfg.rescan_interval_secs
             remaining = max_lines
             flushed: set[int] = set()
-            for f in list(self._set.files.values()):
+            files = list(self._set.files.values())
+            # Oldest file first (a rotated file is finished before its successor), but when
+            # one poll cannot take everything, the next one starts after the file that used up
+            # the budget, so a busy file cannot starve the others.
+            start = self._next_first if self._next_first < len(files) else 0
+            self._next_first = 0
+            for i in range(start, start + len(files)):
+                f = files[i % len(files)]
                 if remaining <= 0:
+                    self._next_first = i % len(files)
                     break
                 if f.fd >= 0:
                     self._read_file(f, remaining)

@@ -287,3 +287,13 @@ def test_event_rescans_are_rate_limited(env: Env) -> None:
     env.clock.advance(0.25)
     src._waker.on_event("created")
     assert lines(drain(src)) == [b"a"]
+
+
+def test_a_busy_file_does_not_starve_the_others(env: Env) -> None:
+    env.write("a.log", b"a\n" * 100)
+    env.write("b.log", b"b\n" * 100)
+    src = env.source()
+    first_polls = [lines(src.poll(max_records=30, timeout=0)) for _ in range(3)]
+    assert any(b"b" in batch for batch in first_polls)
+    rest = drain(src)
+    assert sum(len(b) for b in first_polls) + len(rest) == 200
