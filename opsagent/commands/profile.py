@@ -22,6 +22,7 @@ from opsagent.processors.profile.processor import ProfileProcessor
 from opsagent.processors.profile.samples import Interval
 from opsagent.sinks.graphite import GraphiteConfig, GraphiteSink, format_lines
 from opsagent.sinks.statsd import StatsdConfig, StatsdSink, format_datagrams
+from opsagent.state.checkpoints import CheckpointStore
 from opsagent.telemetry import jsonlog
 
 log = logging.getLogger("opsagent.commands.profile")
@@ -51,10 +52,18 @@ def register(sub: Any) -> None:
     u = psub.add_parser("run", help="run the [[profile]] pipelines until SIGTERM/SIGINT")
     u.add_argument("--config", required=True)
     u.add_argument("--pipeline", action="append", default=[])
+    u.add_argument("--no-checkpoints", action="store_true",
+                   help="do not save read positions in state_dir (tail.start_at applies)")
     u.set_defaults(func=run)
 
 
 def _load(path: str, names: list[str]) -> list[ProfileConfig] | None:
+    loaded = _load_agent(path, names)
+    return loaded[1] if loaded is not None else None
+
+
+def _load_agent(path: str, names: list[str]) -> tuple[str, list[ProfileConfig]] | None:
+    """(state_dir, selected pipelines), or None after printing why not."""
     try:
         cfg = schema.load(path)
     except ConfigErrors as e:
@@ -70,7 +79,7 @@ def _load(path: str, names: list[str]) -> list[ProfileConfig] | None:
     if not profiles:
         print(f"{path}: no [[profile]] pipelines configured", file=sys.stderr)
         return None
-    return profiles
+    return cfg.state_dir, profiles
 
 
 def read_batches(f: BinaryIO, max_line_bytes: int,
@@ -184,12 +193,27 @@ def _drain(sink: StatsdSink | GraphiteSink, timeout_secs: float = 10.0) -> None:
         print(f"graphite: {sink.pending_bytes()} bytes not sent", file=sys.stderr)
 
 
+def _checkpoints(state_dir: str, name: str, registry: prometheus_client.CollectorRegistry,
+                 disabled: bool) -> CheckpointStore | None:
+    """Read positions survive restarts (no double counting, no gap) when state_dir is usable."""
+    if disabled:
+        return None
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    except OSError as e:
+        log.warning("no checkpoints: state_dir unusable", extra={
+            "component": "profile", "pipeline": name, "error": str(e)})
+        return None
+    return CheckpointStore(state_dir, f"profile-{name}", registry=registry)
+
+
 def run(args: argparse.Namespace) -> int:
     from opsagent.pipelines.profile import ProfilePipeline
 
-    profiles = _load(args.config, args.pipeline)
-    if profiles is None:
+    loaded = _load_agent(args.config, args.pipeline)
+    if loaded is None:
         return 2
+    state_dir, profiles = loaded
     jsonlog.setup("info")
     stop = threading.Event()
 
@@ -200,7 +224,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     clock = SystemClock()
     registry = prometheus_client.CollectorRegistry()
-    pipelines = [ProfilePipeline(cfg, clock=clock, registry=registry) for cfg in profiles]
+    pipelines = [ProfilePipeline(cfg, clock=clock, registry=registry,
+                                 checkpoints=_checkpoints(state_dir, cfg.name, registry,
+                                                          args.no_checkpoints))
+                 for cfg in profiles]
     started = []
     try:
         for p in pipelines:

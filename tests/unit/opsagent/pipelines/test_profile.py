@@ -131,6 +131,7 @@ def test_profile_run_tails_sends_and_flushes_on_sigterm(tmp_path: Path) -> None:
     log.write_bytes(b"a|5\na|7\n")
     conf = tmp_path / "c.toml"
     conf.write_text(f"""
+state_dir = "{tmp_path}/state"
 [[profile]]
 name = "t"
 format = "delimited"
@@ -163,3 +164,4 @@ port = {recv.getsockname()[1]}
             proc.kill()
         recv.close()
     assert "profile_t_requests#iface=a:2|c" in data.split("\n")
+    assert (tmp_path / "state" / "profile-t.json").exists()  # read position saved
