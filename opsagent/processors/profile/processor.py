@@ -52,6 +52,9 @@ def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
     return m
 
 
+_MAX_UNWRAPPERS = 4096
+
+
 class ProfileProcessor:
     def __init__(self, cfg: ProfileConfig,
                  registry: prometheus_client.CollectorRegistry | None = None,
@@ -86,6 +89,9 @@ class ProfileProcessor:
         if self.cfg.wrapper != "none":
             un = self._unwrappers.get(file)
             if un is None:
+                if len(self._unwrappers) >= _MAX_UNWRAPPERS:  # files come and go (rotation)
+                    for k in [k for k, u in self._unwrappers.items() if not u.pending()]:
+                        del self._unwrappers[k]
                 un = self._unwrappers[file] = Unwrapper(self.cfg.wrapper, self._max_line)
             lines = un.unwrap(lines, bad)
         counts, bad_parse = self.parser.parse(lines)

@@ -103,7 +103,7 @@ class Unwrapper:
             if not isinstance(msg, str):
                 bad["bad_wrapper"] += 1
                 continue
-            data = msg.encode("utf-8", "surrogateescape")
+            data = msg.encode("utf-8", "replace")  # JSON may hold lone surrogates
             final = data.endswith(b"\n")
             if final:
                 data = data[:-1]

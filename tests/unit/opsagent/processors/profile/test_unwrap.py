@@ -68,3 +68,9 @@ def test_auto_decides_per_file_from_first_non_empty_line() -> None:
     raw = Unwrapper("auto")
     assert raw.unwrap([b"plain"], bad) == [b"plain"]
     assert raw.mode == "none"
+
+
+def test_docker_lone_surrogate_does_not_crash() -> None:
+    bad: Counter[str] = Counter()
+    out = Unwrapper("docker").unwrap([b'{"log":"a\\ud800b\\n","stream":"stdout"}'], bad)
+    assert out == [b"a?b"] and not bad
