@@ -21,7 +21,6 @@ runs the callbacks, which queue completions (and abort the producer on failure).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import logging
 import queue
@@ -33,62 +32,26 @@ from typing import Any
 import prometheus_client
 
 from opsagent.clock import Clock
-from opsagent.errors import FatalError, RetriableError
+from opsagent.errors import FatalError
 from opsagent.sinks.kafka_config import KafkaSinkConfig
 from opsagent.sinks.kafka_deadletter import DeadLetterFile, dead_letter_line
 from opsagent.sinks.kafka_errors import Kind, classify
 from opsagent.sinks.kafka_metrics import KafkaMetrics
 from opsagent.sinks.kafka_producer import Producer, ProducerFactory, create_kafka_python_producer
+from opsagent.sinks.kafka_types import (
+    Entry,
+    OutRecord,
+    SinkClosed,
+    SinkFull,
+    backoff_secs,
+    record_size,
+)
 
 __all__ = ["KafkaSink", "KafkaSinkConfig", "OutRecord", "SinkClosed", "SinkFull", "backoff_secs"]
 
 log = logging.getLogger("opsagent.kafka")
 
 _WAIT_SLICE_SECS = 0.05  # how often a blocked submit/close re-checks retries and the deadline
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class OutRecord:
-    """One record for Kafka. `key` is the file's identity (str(FileKey)); `end` is the file
-    offset just after this record, reported back by poll_acked once the record is handled."""
-
-    key: str
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    end: int
-
-
-class SinkFull(RetriableError):
-    """submit(timeout=...) passed its timeout; `accepted` records of the batch were taken."""
-
-    def __init__(self, accepted: int) -> None:
-        super().__init__(f"kafka sink full: accepted {accepted} records before the timeout")
-        self.accepted = accepted
-
-
-class SinkClosed(RetriableError):
-    """The sink was closed while submit waited; `accepted` records of the batch were taken."""
-
-    def __init__(self, accepted: int) -> None:
-        super().__init__(f"kafka sink closed: accepted {accepted} records")
-        self.accepted = accepted
-
-
-def backoff_secs(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Delay before retry number `attempt` (1, 2, ...): base * 2^(attempt-1) capped at `cap`,
-    then "equal jitter": half fixed, half uniform random (so retries of many agents spread)."""
-    d = min(cap, base * float(2 ** min(max(attempt - 1, 0), 30)))
-    return d / 2 + float(rng.uniform(0, d / 2))
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class _Entry:
-    rec: OutRecord
-    size: int
-    gen: int = -1  # producer generation of its latest send; -1 = waiting to be sent
-    done: bool = False
-    suspect: bool = False  # failed with a REJECT error while not alone: not yet proven bad
-    alone: bool = False  # its latest send was the only record in flight (isolation)
 
 
 class KafkaSink:
@@ -110,9 +73,9 @@ class KafkaSink:
         self._lock = threading.Lock()
         self._abort_lock = threading.Lock()
         self._wake = threading.Event()
-        self._done_q: queue.SimpleQueue[tuple[_Entry, int, BaseException | None]] = (
+        self._done_q: queue.SimpleQueue[tuple[Entry, int, BaseException | None]] = (
             queue.SimpleQueue())
-        self._files: dict[str, collections.deque[_Entry]] = {}
+        self._files: dict[str, collections.deque[Entry]] = {}
         self._acks: dict[str, int] = {}
         self._inflight_bytes = 0
         self._producer: Producer | None = None
@@ -123,8 +86,9 @@ class KafkaSink:
         self._retry_at: float | None = None  # no producer: next attempt to create one
         self._attempt = 0  # consecutive failures without an acknowledgement in between
         self._needs_backoff = False  # the current fence follows a retriable failure
+        self._fence_cause: str | None = None  # first failure of the current fence, for the log
         self._suspects = 0  # unhandled entries with suspect=True: isolation mode while > 0
-        self._alone: _Entry | None = None  # the one record in flight during isolation
+        self._alone: Entry | None = None  # the one record in flight during isolation
         self._held = False  # records wait unsent because of isolation
         self._fatal: FatalError | None = None
         self._closed = False  # close() called: submit refuses, retries go on until the deadline
@@ -140,10 +104,13 @@ class KafkaSink:
             self._pump()
             self._raise_if_fatal()
 
-    def submit(self, records: Sequence[OutRecord], timeout: float | None = None) -> None:
+    def submit(self, records: Sequence[OutRecord], timeout: float | None = None,
+               stop: threading.Event | None = None) -> None:
         """Take `records` (each file's records in file order). Blocks while the sink holds
-        max_inflight_bytes; raises SinkFull after `timeout` secs, SinkClosed if closed meanwhile,
-        FatalError after a fatal error. A taken record is never dropped."""
+        max_inflight_bytes; raises SinkFull after `timeout` secs, SinkClosed if the sink is
+        closed or `stop` is set meanwhile (both carry `.accepted`: the records taken, a prefix),
+        FatalError after a fatal error. A taken record is never dropped; one not taken is
+        after every taken record of its file, so a checkpoint never passes it."""
         deadline = None if timeout is None else self._clock.monotonic() + timeout
         i = 0
         while True:
@@ -159,6 +126,8 @@ class KafkaSink:
                 self._m.inflight_bytes.set(self._inflight_bytes)
                 if i == len(records):
                     return
+                if stop is not None and stop.is_set():
+                    raise SinkClosed(i)
                 if deadline is not None and self._clock.monotonic() >= deadline:
                     raise SinkFull(i)
                 slice_secs = self._wait_slice(deadline)
@@ -218,7 +187,7 @@ class KafkaSink:
 
     def _has_room(self, rec: OutRecord) -> bool:
         return self._inflight_bytes == 0 or (
-            self._inflight_bytes + _size(rec) <= self.cfg.max_inflight_bytes)
+            self._inflight_bytes + record_size(rec) <= self.cfg.max_inflight_bytes)
 
     def _wait_slice(self, deadline: float | None) -> float:
         now = self._clock.monotonic()
@@ -230,7 +199,7 @@ class KafkaSink:
         return min(limits)
 
     def _accept(self, rec: OutRecord) -> None:
-        entry = _Entry(rec, _size(rec))
+        entry = Entry(rec, record_size(rec))
         self._files.setdefault(rec.key, collections.deque()).append(entry)
         self._inflight_bytes += entry.size
         if self._suspects:
@@ -238,7 +207,7 @@ class KafkaSink:
         elif self._producer is not None and not self._is_aborted(self._gen):
             self._send(entry)
 
-    def _send(self, entry: _Entry, *, alone: bool = False) -> None:
+    def _send(self, entry: Entry, *, alone: bool = False) -> None:
         assert self._producer is not None
         gen = self._gen
         if entry.gen >= 0:
@@ -267,10 +236,10 @@ class KafkaSink:
         fut.add_callback(functools.partial(self._on_success, entry, gen))
         fut.add_errback(functools.partial(self._on_done, entry, gen))
 
-    def _on_success(self, entry: _Entry, gen: int, _metadata: object) -> None:
+    def _on_success(self, entry: Entry, gen: int, _metadata: object) -> None:
         self._on_done(entry, gen, None)
 
-    def _on_done(self, entry: _Entry, gen: int, exc: BaseException | None) -> None:
+    def _on_done(self, entry: Entry, gen: int, exc: BaseException | None) -> None:
         """Callback (kafka-python's sender thread): queue the result; on any failure abort the
         producer before it sends anything more. (After a non-retriable batch error kafka-python
         3.x puts an idempotent producer in a fatal state and fails every other batch with the
@@ -330,7 +299,7 @@ class KafkaSink:
                 del self._files[key]
         self._m.inflight_bytes.set(self._inflight_bytes)
 
-    def _complete(self, entry: _Entry, gen: int, exc: BaseException | None) -> None:
+    def _complete(self, entry: Entry, gen: int, exc: BaseException | None) -> None:
         if entry.done:
             return
         if entry is self._alone and gen == entry.gen:
@@ -343,7 +312,10 @@ class KafkaSink:
         if gen != entry.gen:
             return  # a newer send of this record exists
         verdict = classify(exc)
-        self._m.errors.labels(self.name, verdict.reason).inc()
+        if verdict.reason != "producer_aborted":  # not counted: the sink's own abort
+            self._m.errors.labels(self.name, verdict.reason).inc()
+            if self._fence_cause is None:
+                self._fence_cause = f"{verdict.reason}: {exc}"
         if verdict.kind is Kind.REJECT and entry.alone:
             self._dead_letter(entry, verdict.reason, exc)
             self._settle(entry)
@@ -354,14 +326,11 @@ class KafkaSink:
                 self._suspects += 1
         elif verdict.kind is Kind.FATAL:
             self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {exc}"))
-        else:  # stays unhandled: the next producer re-sends it (its producer was aborted)
-            if verdict.reason != "producer_aborted":
-                self._needs_backoff = True
-            log.warning("kafka delivery failed; re-sending after backoff",
-                        extra={"component": "kafka", "pipeline": self.name,
-                               "reason": verdict.reason, "error": str(exc)})
+        elif verdict.reason != "producer_aborted":
+            # Stays unhandled: the next producer re-sends it (this one was aborted).
+            self._needs_backoff = True
 
-    def _settle(self, entry: _Entry) -> None:
+    def _settle(self, entry: Entry) -> None:
         entry.done = True
         if entry.suspect:
             entry.suspect = False
@@ -380,9 +349,16 @@ class KafkaSink:
             self._attempt += 1
             delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
                                  self.cfg.retry_backoff_max_secs, self._rng)
-        self._needs_backoff = False
         self._retry_at = self._clock.monotonic() + delay
         self._m.producer_resets.inc()
+        log.log(logging.WARNING if self._needs_backoff else logging.INFO,
+                "kafka producer replaced; unacknowledged records are re-sent in file order",
+                extra={"component": "kafka", "pipeline": self.name,
+                       "error": self._fence_cause or "", "retry_in_secs": round(delay, 3),
+                       "unacked_records": sum(len(d) for d in self._files.values()),
+                       "isolating": self._suspects})
+        self._needs_backoff = False
+        self._fence_cause = None
         if producer is not None:
             try:
                 producer.close(0)
@@ -441,7 +417,7 @@ class KafkaSink:
                                                    "error": str(err)})
         self._abort(self._gen)
 
-    def _dead_letter(self, entry: _Entry, reason: str, exc: BaseException) -> None:
+    def _dead_letter(self, entry: Entry, reason: str, exc: BaseException) -> None:
         rec = entry.rec
         self._m.dead_letters.labels(self.name, reason).inc()
         line = dead_letter_line(
@@ -463,6 +439,3 @@ class KafkaSink:
         log.warning("record sent to the dead-letter file", extra={**extra,
                                                                   "path": self._dead.path})
 
-
-def _size(rec: OutRecord) -> int:
-    return len(rec.value) + len(rec.key) + sum(len(k) + len(v) for k, v in rec.headers) + 16

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from pathlib import Path
 
 import prometheus_client
@@ -319,3 +320,14 @@ def test_dead_letters_of_non_utf8_values_are_base64(h: Harness) -> None:
     assert h.sink.poll_acked() == [("a", 2)]
     doc = json.loads((h.dead_dir / "kafka-dead-letter-crit.jsonl").read_text())
     assert doc["value_b64"] == "//4=" and doc["headers"] == {"pod": {"b64": "/w=="}}
+
+
+def test_blocked_submit_gives_up_when_stop_is_set(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_inflight_bytes=50)
+    h.sink.start()
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(SinkClosed) as exc:
+        h.sink.submit([rec("a", 1, size=40), rec("a", 2, size=40)], stop=stop)
+    assert exc.value.accepted == 1
+    assert h.factory.current.values() == [rec("a", 1, size=40).value]

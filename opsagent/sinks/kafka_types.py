@@ -1,0 +1,56 @@
+"""The Kafka sink's record type, its errors, the backoff rule, and the per-record bookkeeping."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from opsagent.errors import RetriableError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record for Kafka. `key` is the file's identity (str(FileKey)); `end` is the file
+    offset just after this record, reported back by poll_acked once the record is handled."""
+
+    key: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    end: int
+
+
+class SinkFull(RetriableError):
+    """submit(timeout=...) passed its timeout; `accepted` records of the batch were taken."""
+
+    def __init__(self, accepted: int) -> None:
+        super().__init__(f"kafka sink full: accepted {accepted} records before the timeout")
+        self.accepted = accepted
+
+
+class SinkClosed(RetriableError):
+    """The sink was closed while submit waited; `accepted` records of the batch were taken."""
+
+    def __init__(self, accepted: int) -> None:
+        super().__init__(f"kafka sink closed: accepted {accepted} records")
+        self.accepted = accepted
+
+
+def backoff_secs(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Delay before retry number `attempt` (1, 2, ...): base * 2^(attempt-1) capped at `cap`,
+    then "equal jitter": half fixed, half uniform random (so retries of many agents spread)."""
+    d = min(cap, base * float(2 ** min(max(attempt - 1, 0), 30)))
+    return d / 2 + float(rng.uniform(0, d / 2))
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class Entry:
+    rec: OutRecord
+    size: int
+    gen: int = -1  # producer generation of its latest send; -1 = waiting to be sent
+    done: bool = False
+    suspect: bool = False  # failed with a REJECT error while not alone: not yet proven bad
+    alone: bool = False  # its latest send was the only record in flight (isolation)
+
+
+def record_size(rec: OutRecord) -> int:
+    return len(rec.value) + len(rec.key) + sum(len(k) + len(v) for k, v in rec.headers) + 16
