@@ -57,7 +57,7 @@ class ProfilePipeline:
                  static_fields: Mapping[str, str] | None = None,
                  source: BatchSource | None = None,
                  sinks: Sequence[Sink] | None = None,
-                 poll_timeout_secs: float = 0.5) -> None:
+                 poll_timeout_secs: float = 0.5, error_backoff_secs: float = 1.0) -> None:
         self.cfg = cfg
         self.clock = clock
         # An event time more than one interval ahead of the clock is taken as the read time.
@@ -68,6 +68,7 @@ class ProfilePipeline:
         self.sinks = list(sinks) if sinks is not None else build_sinks(
             cfg, clock=clock, registry=registry)
         self.poll_timeout = poll_timeout_secs
+        self.error_backoff = error_backoff_secs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one run_once at a time (thread vs. stop())
@@ -83,7 +84,12 @@ class ProfilePipeline:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception as e:  # keep the pipeline alive; the error is logged and counted
+                log.exception("profile pipeline iteration failed", extra={
+                    "component": "profile", "pipeline": self.cfg.name, "error": str(e)})
+                self._stop.wait(self.error_backoff)
 
     def run_once(self) -> int:
         """Poll once, aggregate, send the intervals that are due; returns lines processed."""

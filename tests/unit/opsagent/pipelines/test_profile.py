@@ -165,3 +165,29 @@ port = {recv.getsockname()[1]}
         recv.close()
     assert "profile_t_requests#iface=a:2|c" in data.split("\n")
     assert (tmp_path / "state" / "profile-t.json").exists()  # read position saved
+
+
+def test_a_failing_iteration_does_not_kill_the_pipeline_thread() -> None:
+    clock = FakeClock(wall=1000.0)
+
+    class Flaky(FakeSource):
+        calls = 0
+
+        def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5) -> list[Batch]:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise OSError("disk on fire")
+            return super().poll_batches(max_lines, timeout)
+
+    src, sink = Flaky(), FakeSink()
+    src.feed(b"a|1")
+    p = ProfilePipeline(cfg(), clock=clock, registry=prometheus_client.CollectorRegistry(),
+                        source=src, sinks=[sink], poll_timeout_secs=0.01,
+                        error_backoff_secs=0.0)
+    p.start()
+    deadline = time.monotonic() + 10
+    while Flaky.calls < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    p.stop()
+    assert Flaky.calls >= 3
+    assert [requests(iv) for iv in sink.sent] == [{(("iface", "a"), ("pod", "p")): 1}]
