@@ -38,10 +38,10 @@ class Series:
         return sum(self.latencies_ms)
 
     def exact_percentile(self, p: float) -> int:
-        """The value of rank floor(p/100 * (n - 1)) in sorted order: the rank the sketch
-        estimates (opsagent.processors.profile.sketch.DDSketch.quantile)."""
+        """The nearest-rank percentile: the value of 0-based rank max(0, ceil(p/100 * n) - 1)
+        in sorted order, the definition the sketch estimates (docs/profile.md)."""
         xs = sorted(self.latencies_ms)
-        return xs[math.floor(p / 100 * (len(xs) - 1))]
+        return xs[max(0, math.ceil(p / 100 * len(xs) - 1e-9) - 1)]
 
     def cumulative_bucket(self, le: float) -> int:
         return sum(1 for x in self.latencies_ms if x <= le)
