@@ -1,0 +1,292 @@
+"""Kafka forwarding, end to end: one file of 200-byte lines -> acknowledged in Kafka (acks=all,
+idempotence, zstd), for `opsagent forward` (one process), the raw kafka-python producer sending
+the same lines from memory (the ceiling of our client library), and rsyslog imfile + omkafka on
+the same file (peer; scripts/bench-peers-kafka installs it). Each run uses its own topic on one
+local broker (scripts/kafka); "done" is the topic's end offset reaching the line count.
+
+    python -m bench.run kafka_forward -- [--lines N] [--skip-rsyslog]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.common import ratio
+
+DESCRIPTION = ("Kafka forwarding file -> acked (200-byte lines, acks=all, zstd): opsagent forward "
+               "vs raw kafka-python producer (ceiling) vs rsyslog imfile+omkafka")
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE_BYTES = 200
+WORDS = ["GET", "POST", "user", "order", "payment", "id=%d", "status=%d", "latency_ms=%d",
+         "shard=%d", "trace=%08x", "region=eu-west-1", "service=checkout", "level=ERROR",
+         "msg=timeout", "upstream=10.0.0.%d"]
+
+# The raw producer: the same client settings the sink uses (opsagent/sinks/kafka_producer.py),
+# lines read into memory first; timing covers send of all + flush.
+RAW_SCRIPT = r"""
+import json, resource, sys, time
+from kafka import KafkaProducer
+bootstrap, topic, path, headers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+lines = open(path, "rb").read().split(b"\n")[:-1]
+p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                  compression_type="zstd", linger_ms=5, batch_size=262144,
+                  max_request_size=1048576)
+hdrs = [("node", b"bench-node"), ("file", path.encode()), ("offset", b"1234567"),
+        ("timestamp", b"1795677829460")]
+c0, t0 = time.process_time(), time.monotonic()
+key = b"65024:9981861:57ac04a040598085"
+for line in lines:
+    if headers:
+        p.send(topic, key=key, value=line, headers=hdrs)
+    else:
+        p.send(topic, key=key, value=line)
+p.flush()
+t1, c1 = time.monotonic(), time.process_time()
+p.close()
+print(json.dumps({"secs": t1 - t0, "cpu_secs": c1 - c0,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+RSYSLOG_CONF = """
+global(workDirectory="{work}")
+module(load="imfile" mode="inotify")
+module(load="omkafka")
+template(name="msgonly" type="string" string="%rawmsg%")
+input(type="imfile" file="{path}" tag="bench" ruleset="kafka" freshStartTail="off"
+      readMode="0" maxLinesAtOnce="0" maxSubmitAtOnce="4096")
+ruleset(name="kafka" queue.type="LinkedList" queue.size="200000" queue.dequeueBatchSize="4096") {{
+  action(type="omkafka" topic="{topic}" broker=["{bootstrap}"] template="msgonly"
+         confParam=["compression.codec=zstd", "enable.idempotence=true",
+                    "queue.buffering.max.ms=5", "batch.size=262144"]
+         topicConfParam=["request.required.acks=-1"])
+}}
+"""
+
+
+def make_file(path: Path, n: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        buf: list[bytes] = []
+        for i in range(n):
+            words = []
+            size = 11
+            while size < LINE_BYTES - 1:
+                w = rng.choice(WORDS)
+                if "%" in w:
+                    w = w % rng.randrange(1 << 16)
+                words.append(w)
+                size += len(w) + 1
+            text = (f"{i:010d} " + " ".join(words))[: LINE_BYTES - 1]
+            buf.append(text.ljust(LINE_BYTES - 1).encode() + b"\n")
+            if len(buf) >= 10_000:
+                f.write(b"".join(buf))
+                buf.clear()
+        f.write(b"".join(buf))
+
+
+def start_broker(workdir: Path) -> str:
+    out = subprocess.run([str(ROOT / "scripts" / "kafka"), "start", str(workdir)],
+                         capture_output=True, text=True, check=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("bootstrap="):
+            return line.split("=", 1)[1]
+    raise RuntimeError(f"no bootstrap address from scripts/kafka: {out.stdout} {out.stderr}")
+
+
+def stop_broker(workdir: Path) -> None:
+    subprocess.run([str(ROOT / "scripts" / "kafka"), "stop", str(workdir)], check=False,
+                   capture_output=True)
+
+
+class Topics:
+    """Creates topics and reads their end offsets (how many records Kafka acknowledged)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from kafka import KafkaConsumer
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        self._new_topic = NewTopic
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+
+    def create(self, name: str) -> None:
+        self.admin.create_topics([self._new_topic(name, 1, 1)])
+        deadline = time.monotonic() + 30
+        while not self.consumer.partitions_for_topic(name):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {name} has no partitions")
+            self.consumer.topics()  # refresh metadata
+            time.sleep(0.1)
+
+    def count(self, name: str) -> int:
+        from kafka import TopicPartition
+
+        tps = [TopicPartition(name, p) for p in self.consumer.partitions_for_topic(name) or ()]
+        return sum(self.consumer.end_offsets(tps).values())
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def measure_process(argv: list[str], topics: Topics, topic: str, n: int, nbytes: int,
+                    timeout: float, log_path: Path) -> dict[str, Any]:
+    """Start `argv`, wait until `topic` holds n records, sample CPU and peak RSS, stop it."""
+    with open(log_path, "wb") as log:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    ps = psutil.Process(proc.pid)
+    done = None
+    cpu = 0.0
+    rss = None
+    try:
+        while time.monotonic() - t0 < timeout:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {proc.returncode}; see {log_path}")
+            ct = ps.cpu_times()
+            cpu = ct.user + ct.system
+            rss = peak_rss_mib(proc.pid) or rss
+            if topics.count(topic) >= n:
+                done = time.monotonic() - t0
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if done is None:
+        return {"error": f"not all {n} lines acknowledged after {timeout}s",
+                "acked": topics.count(topic)}
+    return result(n, nbytes, done, cpu, rss)
+
+
+def result(n: int, nbytes: int, secs: float, cpu: float, rss: float | None) -> dict[str, Any]:
+    return {"secs": round(secs, 3), "lines_per_sec": round(n / secs),
+            "mb_per_sec": round(nbytes / secs / 1e6, 2),
+            "cpu_secs": round(cpu, 2), "cpu_secs_per_gb": round(cpu / (nbytes / 1e9), 1),
+            "peak_rss_mib": rss}
+
+
+def run_ours(work: Path, bootstrap: str, topics: Topics, path: Path, n: int,
+             nbytes: int) -> dict[str, Any]:
+    topic = "bench-opsagent"
+    topics.create(topic)
+    cfg = work / "opsagent.toml"
+    cfg.write_text(f"""state_dir = "{work / 'state'}"
+[node]
+name = "bench-node"
+[telemetry]
+log_level = "warning"
+[[forward]]
+name = "bench"
+[forward.tail]
+include = ["{path}"]
+checkpoint_interval_secs = 1.0
+[forward.kafka]
+bootstrap_servers = ["{bootstrap}"]
+topic = "{topic}"
+compression = "zstd"
+""")
+    argv = [str(ROOT / ".venv" / "bin" / "opsagent"), "forward", "--config", str(cfg)]
+    return measure_process(argv, topics, topic, n, nbytes, 600, work / "opsagent.log")
+
+
+def run_raw(bootstrap: str, topics: Topics, path: Path, n: int, nbytes: int,
+            headers: bool) -> dict[str, Any]:
+    topic = "bench-raw-headers" if headers else "bench-raw"
+    topics.create(topic)
+    out = subprocess.run([sys.executable, "-c", RAW_SCRIPT, bootstrap, topic, str(path),
+                          "1" if headers else "0"], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        return {"error": out.stderr[-2000:]}
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if topics.count(topic) < n:
+        return {"error": f"only {topics.count(topic)} of {n} records in {topic}"}
+    return result(n, nbytes, r["secs"], r["cpu_secs"], round(r["peak_rss_mib"], 1))
+
+
+def run_rsyslog(work: Path, bootstrap: str, topics: Topics, path: Path, n: int,
+                nbytes: int) -> dict[str, Any]:
+    rsyslogd = shutil.which("rsyslogd")
+    if rsyslogd is None:
+        return {"error": "rsyslogd not installed (run scripts/bench-peers-kafka)"}
+    topic = "bench-rsyslog"
+    topics.create(topic)
+    rwork = work / "rsyslog-work"
+    rwork.mkdir()
+    conf = work / "rsyslog.conf"
+    conf.write_text(RSYSLOG_CONF.format(work=rwork, path=path, topic=topic, bootstrap=bootstrap))
+    argv = [rsyslogd, "-n", "-f", str(conf), "-i", str(work / "rsyslog.pid")]
+    r = measure_process(argv, topics, topic, n, nbytes, 600, work / "rsyslog.log")
+    r["version"] = subprocess.run([rsyslogd, "-v"], capture_output=True,
+                                  text=True).stdout.splitlines()[0]
+    return r
+
+
+def run(args: list[str]) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="kafka_forward")
+    p.add_argument("--lines", type=int, default=500_000)
+    p.add_argument("--skip-rsyslog", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = p.parse_args(args)
+    work = Path(tempfile.mkdtemp(prefix="bench-kafka-forward-"))
+    n = a.lines
+    path = work / "bench.log"
+    make_file(path, n)
+    nbytes = path.stat().st_size
+    broker_dir = work / "kafka"
+    bootstrap = start_broker(broker_dir)
+    out: dict[str, Any] = {"lines": n, "line_bytes": LINE_BYTES, "file_mb": round(nbytes / 1e6, 1),
+                           "acks": "all", "idempotence": True, "compression": "zstd"}
+    topics = Topics(bootstrap)
+    try:
+        out["raw_kafka_python"] = run_raw(bootstrap, topics, path, n, nbytes, headers=False)
+        out["raw_kafka_python_with_headers"] = run_raw(bootstrap, topics, path, n, nbytes,
+                                                       headers=True)
+        os.sync()
+        out["opsagent"] = run_ours(work, bootstrap, topics, path, n, nbytes)
+        if not a.skip_rsyslog:
+            out["rsyslog"] = run_rsyslog(work, bootstrap, topics, path, n, nbytes)
+    finally:
+        topics.close()
+        stop_broker(broker_dir)
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    ours = out["opsagent"].get("lines_per_sec")
+    out["ratio_vs_raw"] = ratio(ours, out["raw_kafka_python"].get("lines_per_sec"))
+    out["ratio_vs_raw_with_headers"] = ratio(
+        ours, out["raw_kafka_python_with_headers"].get("lines_per_sec"))
+    if "rsyslog" in out:
+        out["ratio_vs_rsyslog"] = ratio(ours, out["rsyslog"].get("lines_per_sec"))
+    out["targets"] = {"vs_raw": 0.8, "vs_rsyslog": 2.0}
+    out["notes"] = ("opsagent and rsyslog times include process start and file discovery; the "
+                    "raw producer's excludes its start and reading the file. Each run has its "
+                    "own topic on one local broker on the same machine.")
+    return out
