@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from opsagent.processors.profile.aggregate import parse_time
+from opsagent.processors.profile.config import percentile_name
 from opsagent.processors.profile.processor import ProfileProcessor
 from opsagent.processors.profile.samples import Interval, Sample
 
@@ -203,3 +204,37 @@ def test_far_future_event_times_are_counted_at_read_time_when_limited() -> None:
     replay = proc(fields=["t", "iface", "ok", "ms"], time_field="t", time_format="unix")
     replay.process("f", [b"99999999|a|true|1"], 0.0)  # replay: no limit
     assert [iv.start for iv in replay.flush()] == [99999990]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_statistics_match_an_exact_computation(seed: int) -> None:
+    import math
+    import random
+
+    rng = random.Random(seed)
+    rows = [(f"i{rng.randrange(6)}", rng.random() < 0.1, round(rng.lognormvariate(2, 1.5), 3))
+            for _ in range(3000)]
+    lines = [f"{i}|{'false' if e else 'true'}|{v}".encode() for i, e, v in rows]
+    pcts = [50.0, 90.0, 99.0, 99.9]
+    p = proc(percentiles=pcts, buckets=[5.0, 50.0])
+    for k in range(0, len(lines), 500):
+        p.process("f", lines[k:k + 500], 0.0)
+    [iv] = p.flush()
+    s = by_name(iv)
+    for iface in sorted({r[0] for r in rows}):
+        vals = sorted(v for i, _e, v in rows if i == iface)
+        lab = (("iface", iface),)
+        n = len(vals)
+        assert s[("requests", lab)].value == n
+        assert s[("errors", lab)].value == sum(1 for i, e, _v in rows if i == iface and e)
+        assert s[("latency_sum", lab)].value == pytest.approx(sum(vals), abs=1e-5)
+        assert s[("latency_min", lab)].value == round(vals[0], 6)
+        assert s[("latency_max", lab)].value == round(vals[-1], 6)
+        for pct in pcts:
+            want = vals[max(0, math.ceil(pct / 100 * n - 1e-9) - 1)]
+            got = s[("latency_" + percentile_name(pct), lab)].value
+            assert abs(got - want) <= 0.01 * want + 1e-6, (iface, pct, got, want)
+        cum = [sum(1 for v in vals if v <= b) for b in (5.0, 50.0)] + [n]
+        got_b = [x.value for x in iv.samples
+                 if x.name == "latency_bucket" and x.labels[0] == lab[0]]
+        assert got_b == cum
