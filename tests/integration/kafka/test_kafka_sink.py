@@ -126,6 +126,19 @@ def test_sasl_plain_delivers(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
     assert [r.value for r in kafka_broker.consume_all("sink-sasl")] == [r.value for r in recs]
 
 
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_scram_delivers(kafka_broker: KafkaBroker, tmp_path: Path, mechanism: str) -> None:
+    topic = f"sink-{mechanism.lower()}"
+    sink, _ = make_sink(tmp_path, kafka_broker.sasl_bootstrap, topic,
+                        security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
+                        sasl_username="opsagent", sasl_password=SASL_USERS["opsagent"])
+    sink.start()
+    recs = records(files=1, per_file=5)
+    drive(sink, [recs], all_acked(recs))
+    sink.close(10)
+    assert [r.value for r in kafka_broker.consume_all(topic)] == [r.value for r in recs]
+
+
 def test_wrong_sasl_password_fails_clearly(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
     pw = tmp_path / "password"
     pw.write_text("not-the-password\n")
