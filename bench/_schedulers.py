@@ -9,6 +9,7 @@ it is skipped, with the reason recorded, when we are not root or a cron daemon i
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,10 @@ class Scheduler:
 
     def check(self) -> None:
         """Raise Unavailable when this scheduler cannot be run here."""
+
+    def jobs_loaded(self, log: str) -> int | None:
+        """How many jobs the scheduler says it loaded, where its log tells (a sanity check)."""
+        return None
 
     def start(self, lines: list[str], workdir: Path) -> Running:
         raise NotImplementedError
@@ -79,6 +84,10 @@ class Gorun(Scheduler):
         if r.returncode != 0:
             err = r.stderr.strip()[-300:]
             raise Unavailable(f"gorun --help failed (exit {r.returncode}): {err}")
+
+    def jobs_loaded(self, log: str) -> int | None:
+        found = re.findall(r"gorun started .*?jobs=(\d+)", log)
+        return int(found[-1]) if found else None
 
     def start(self, lines: list[str], workdir: Path) -> Running:
         exe = common.which_gorun()

@@ -4,8 +4,10 @@ Debian cron, in the same run.
 Method: each scheduler gets the same 10,000 distinct five-field jobs (`M H DOM MON *`, all in a
 month about half a year away, so none fires during the run). Once a scheduler has settled (its CPU
 time grew by less than 1% of a core over the last second, after at least --min-settle-s), its CPU
-time (user+system, threads and reaped children included) is taken over --duration-s of wall time;
-RSS is sampled every 0.5 s, and the peak is the kernel's high-water mark (VmHWM, startup included).
+time is taken over --duration-s of wall time, summed over its threads from
+/proc/PID/task/*/schedstat (nanoseconds; psutil's cpu_times counts 10 ms ticks, too coarse for an
+idle minute, and is kept as `idle_cpu_s_ticks`); RSS is sampled every 0.5 s, and the peak is the
+kernel's high-water mark (VmHWM, startup included).
 By default the schedulers idle at the same time (same minute, same background load); an idle
 scheduler barely competes for CPU. --sequential runs them one after another instead.
 """
@@ -121,21 +123,29 @@ def finish(s: Subject) -> dict[str, Any]:
         peak = s.sampler.peak_rss() if s.sampler else 0
         rc = s.sched.stop(s.running)
         out["exit_status"] = rc
+        log = s.running.log.read_text(errors="replace")
+        out["jobs_loaded"] = s.sched.jobs_loaded(log)
         if s.window is not None and s.sampler is not None:
             a, b = s.window
+            if a.cpu_threads is not None and b.cpu_threads is not None:
+                cpu, source = b.cpu_threads - a.cpu_threads, "threads' schedstat (ns)"
+            else:
+                cpu, source = b.cpu - a.cpu, "cpu_times (10 ms ticks)"
             in_window = [x.rss for x in s.sampler.samples if a.wall <= x.wall <= b.wall]
             out.update({
                 "startup_s": round((s.settled or b.wall) - s.started, 2),
                 "startup_cpu_s": round(a.cpu, 3),
                 "idle_wall_s": round(b.wall - a.wall, 2),
-                "idle_cpu_s": round(b.cpu - a.cpu, 3),
-                "cpu_pct": round(common.cpu_percent(b.cpu - a.cpu, b.wall - a.wall), 3),
+                "idle_cpu_s_ticks": round(b.cpu - a.cpu, 3),
+                "idle_cpu_s": round(cpu, 6),
+                "idle_cpu_source": source,
+                "cpu_pct": round(common.cpu_percent(cpu, b.wall - a.wall), 4),
                 "rss_peak_mib": common.mib(max(peak, *in_window)),
                 "rss_idle_max_mib": common.mib(max(in_window)),
                 "rss_end_mib": common.mib(b.rss),
             })
         if s.error or s.window is None:
-            out["log_tail"] = s.running.log.read_text(errors="replace")[-600:]
+            out["log_tail"] = log[-600:]
     if s.error:
         out["skipped" if s.running is None else "error"] = s.error
     return out
