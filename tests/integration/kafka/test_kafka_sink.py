@@ -251,3 +251,23 @@ def test_outage_longer_than_delivery_timeout_loses_nothing_and_keeps_file_order(
         assert firsts == values
     resets = registry.get_sample_value("opsagent_kafka_producer_resets_total", {"pipeline": "it"})
     assert resets is not None and resets >= 1
+
+
+def test_close_with_the_broker_down_returns_near_its_deadline_and_reports_nothing_unacked(
+        kafka_broker_factory: Callable[..., KafkaBroker], tmp_path: Path) -> None:
+    broker = kafka_broker_factory(sasl_plain=False)
+    broker.create_topic("sink-close")
+    sink, _ = make_sink(tmp_path, broker.bootstrap, "sink-close", connect_timeout_ms=1000,
+                        request_timeout_ms=1000, delivery_timeout_ms=60_000)
+    sink.start()
+    first = records(files=1, per_file=5)
+    drive(sink, [first], all_acked(first))
+    broker.kill()
+    later = [OutRecord(key=r.key, value=r.value, headers=r.headers, end=r.end + 10_000)
+             for r in first]
+    sink.submit(later)
+    t0 = time.monotonic()
+    sink.close(2.0)
+    assert time.monotonic() - t0 < 8.0
+    assert sink.poll_acked() == []  # nothing of `later` is reported: it is sent again later
+    assert sink.pending_records() == len(later)
