@@ -9,6 +9,7 @@ a wall-clock step is noticed soon even while nothing is due.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import queue
@@ -16,11 +17,12 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
 from gorun.clock import Clock
 from gorun.crontab import Crontab, Job
+from gorun.launch import Launcher, Prestarter
 from gorun.metrics import Metrics
-from gorun.runner import Runner
 from gorun.schedule import Schedule, Tick
 
 log = logging.getLogger("gorun.daemon")
@@ -28,6 +30,14 @@ _C = {"component": "gorun"}
 
 # Events posted to the loop.
 STOP, RELOAD_NOW, FILES_CHANGED, RUN_DONE = "stop", "reload-now", "files-changed", "run-done"
+
+
+class RunnerLike(Launcher, Protocol):
+    """What the loop needs from gorun.runner.Runner (a fake in tests)."""
+
+    def check_deadlines(self) -> float | None: ...
+
+    def signal_all(self, sig: int) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class DaemonConfig:
     reload_debounce_secs: float = 0.25
     rescan_secs: float = 60.0
     max_sleep_secs: float = 10.0
+    prestart_secs: float = 0.5  # 0: no prestarting (gorun/launch.py)
     drain_reap_secs: float = 5.0
 
 
@@ -54,7 +65,7 @@ def fingerprint(path: str) -> str | None:
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, *, clock: Clock, runner: Runner,
+    def __init__(self, config: DaemonConfig, *, clock: Clock, runner: RunnerLike,
                  loader: Callable[[str], Crontab], metrics: Metrics | None = None) -> None:
         self.config = config
         self.clock = clock
@@ -67,6 +78,8 @@ class Daemon:
         self._reload_at: float | None = None
         self._next_rescan = clock.monotonic() + config.rescan_secs
         self._stopping = False
+        self.launcher = Prestarter(runner, lead_secs=config.prestart_secs)
+        self._prestart_at: datetime.datetime | None = None
 
     # --- called from anywhere ---------------------------------------------------------------
 
@@ -104,7 +117,13 @@ class Daemon:
 
     def _step(self) -> None:
         clock = self.clock
-        self._handle_tick(self.schedule.tick(clock.now(), clock.monotonic()))
+        now = clock.now()
+        tick = self.schedule.tick(now, clock.monotonic(), defer=True)
+        if tick.due:
+            self.launcher.fire(tick.due, now)  # first: nothing else before the runs start
+        self.schedule.settle()
+        self._handle_tick(tick)
+        self._prestart_at = self.launcher.prestart(self.schedule, clock.now())
         deadline = self.runner.check_deadlines()
         mono = clock.monotonic()
         if self._reload_at is not None and mono >= self._reload_at:
@@ -130,6 +149,8 @@ class Daemon:
             limits.append((wake - self.clock.now()).total_seconds())
         if deadline is not None:
             limits.append(deadline - mono)
+        if self._prestart_at is not None:
+            limits.append((self._prestart_at - self.clock.now()).total_seconds())
         if self._reload_at is not None:
             limits.append(self._reload_at - mono)
         return max(0.0, min(limits))
@@ -161,8 +182,6 @@ class Daemon:
             if m is not None:
                 for jid, n in tick.missed.items():
                     m.missed.labels(m.job(jid)).inc(n)
-        for due in tick.due:
-            self.runner.start(due.job, scheduled=due.scheduled, catch_up=due.catch_up)
 
     # --- reload -----------------------------------------------------------------------------
 
@@ -212,6 +231,7 @@ class Daemon:
 
     def _drain(self) -> int:
         clock = self.clock
+        self.launcher.abort_all()
         n = self.runner.signal_all(signal.SIGTERM)
         log.info("stopping", extra={**_C, "running_jobs": n, "grace_secs": self.config.grace_secs})
         deadline = clock.monotonic() + self.config.grace_secs

@@ -114,16 +114,25 @@ class OutputWriter:
     def raw(self, stream: str, data: bytes) -> bool:
         return self._put(_Item("raw", len(data), data=data, stream=stream), droppable=True)
 
-    def control(self, level: int, msg: str, extra: dict[str, Any]) -> None:
-        self._put(_Item("log", 0, level=level, msg=msg, extra=extra), droppable=False)
+    def control(self, level: int, msg: str, extra: dict[str, Any], *,
+                notify: bool = True) -> None:
+        """Queue a record that is never dropped. `notify=False` leaves the writer asleep (for
+        a burst of job starts, where waking it would compete for the GIL); call `wake()`."""
+        self._put(_Item("log", 0, level=level, msg=msg, extra=extra), droppable=False,
+                  notify=notify)
 
-    def _put(self, item: _Item, *, droppable: bool) -> bool:
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _put(self, item: _Item, *, droppable: bool, notify: bool = True) -> bool:
         with self._cond:
             if droppable and self._pending + item.size > self._max:
                 return False
             self._pending += item.size
             self._items.append(item)
-            self._cond.notify()
+            if notify:
+                self._cond.notify()
         return True
 
     def close(self, timeout: float = 5.0) -> None:

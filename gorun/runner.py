@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import pwd
 import signal
 import subprocess
 import threading
@@ -19,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gorun import spawn
 from gorun.clock import Clock
 from gorun.crontab import Job
 from gorun.expr import format_time
@@ -27,7 +27,6 @@ from gorun.output import LineSplitter, OutputWriter, Pump
 from gorun.reaper import Reaper
 
 log = logging.getLogger("gorun.runner")
-STDIN_INLINE_MAX = 4096  # a fresh pipe always takes this much without blocking
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,15 @@ class RunnerConfig:
     kill_grace_secs: float = 5.0
     overlap_default: Literal["skip", "allow"] = "skip"
     passthrough_logs: bool = False
+
+
+@dataclass(eq=False)
+class _Gate:
+    """A pipe the prestarted jobs due at one moment read; closing `w` releases them."""
+
+    r: int
+    w: int
+    runs: list[Run] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -57,6 +65,11 @@ class Run:
     exit_code: int | None = None  # os.waitstatus_to_exitcode: < 0 is a signal
     dropped_lines: int = 0
     truncated_lines: int = 0
+    pending: bool = False  # prestarted, waiting at its gate
+    aborted: bool = False  # prestarted and killed at its gate: not a run
+    dead: bool = False  # its process exited (reaper thread's view)
+    gate: _Gate | None = None
+    stdin_w: int | None = None
     splitters: dict[str, LineSplitter] = field(default_factory=dict)
     fds: dict[str, int] = field(default_factory=dict)  # open pipes (pump thread's view)
 
@@ -81,6 +94,7 @@ class Runner:
         self._lock = threading.Lock()
         self._live: dict[str, list[Run]] = {}  # job id -> runs whose shell has not exited
         self._numbers: dict[str, int] = {}
+        self._gates: dict[datetime.datetime, _Gate] = {}  # caller's thread only
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -93,113 +107,162 @@ class Runner:
     def start(self, job: Job, *, scheduled: datetime.datetime | None = None,
               catch_up: bool = False) -> Run | None:
         """Start a run of `job` now, unless its overlap policy says to skip it."""
-        policy = self.policy(job)
-        now = self._clock.monotonic()
+        run = Run(job, 0, scheduled, catch_up)
         with self._lock:
-            live = self._live.get(job.id, [])
-            if live and policy == "skip":
-                self._writer.control(logging.WARNING, "previous run still running, skipping "
-                                     "this one", {
-                    "component": "gorun", "job": job.id, "running_run": live[-1].number,
-                    "scheduled": format_time(scheduled) if scheduled else None})
-                self._count("skipped_overlaps", job)
+            if not self._admit(run, self._clock.monotonic()):
                 return None
-            if live and policy == "replace":
-                for old in live:
-                    if not old.replaced:
-                        old.replaced = True
-                        self._signal(old, signal.SIGTERM)
-                        old.kill_at = now + self.config.kill_grace_secs
-            number = self._numbers.get(job.id, 0) + 1
-            self._numbers[job.id] = number
-            run = Run(job, number, scheduled, catch_up, started_mono=now)
-            if job.options.timeout_secs is not None:
-                run.deadline = now + job.options.timeout_secs
-            self._live.setdefault(job.id, []).append(run)
         try:
             self._reaper.spawn(lambda: self._spawn(run), lambda st: self._on_exit(run, st))
         except (OSError, subprocess.SubprocessError, KeyError, ValueError) as e:
-            with self._lock:
-                self._forget(run)
-            self._count("runs", job)
-            self._count("failures", job)
-            self._writer.control(logging.ERROR, "job failed to start",
-                                 {**run.label, "component": "gorun", "error": str(e)})
+            self._failed_to_start(run, e)
             return None
+        self._started(run, log_it=False)
+        data = spawn.stdin_bytes(job, gated=False)
+        if data is not None and run.stdin_w is not None:
+            fd, run.stdin_w = run.stdin_w, None
+            spawn.feed(fd, data)
         return run
 
-    def _spawn(self, run: Run) -> subprocess.Popen[bytes]:
-        job = run.job
-        env = {**self._base_env, **job.env}
-        kwargs: dict[str, Any] = {}
-        if job.user is not None:
-            kwargs = self._as_user(job.user, env)
-        stdin_r: int | None = None
-        stdin_w: int | None = None
-        if job.stdin is not None:
-            stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    def prepare(self, job: Job, at: datetime.datetime) -> Run | None:
+        """Prestart `job` for its run due at `at`: a process blocked at its gate, released by
+        `release(at, ...)`. None if it cannot be prestarted (`start` it at `at` instead)."""
+        gate = self._gates.get(at)
+        if gate is None and job.stdin is None:
+            gate = self._gates[at] = _Gate(*os.pipe2(os.O_CLOEXEC))
+        run = Run(job, 0, None, False, pending=True)
+        run.gate = gate if job.stdin is None else None
         try:
-            proc = subprocess.Popen(
-                [job.shell, "-c", job.command],
-                stdin=subprocess.DEVNULL if stdin_r is None else stdin_r,
-                stdout=out_w, stderr=err_w, env=env, start_new_session=True, **kwargs)
-        except BaseException:
-            for fd in (stdin_r, stdin_w, out_r, err_r):
-                if fd is not None:
-                    os.close(fd)
-            raise
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-            if stdin_r is not None:
-                os.close(stdin_r)
-        run.proc, run.pid = proc, proc.pid
-        if self._metrics is not None:
-            self._metrics.running.labels(self._metrics.job(job.id)).inc()
-        self._count("runs", job)
-        self._writer.control(logging.INFO, "job started", {
-            **run.label, "component": "gorun", "pid": proc.pid,
-            "scheduled": format_time(run.scheduled) if run.scheduled else None,
-            "catch_up": run.catch_up or None, "command": job.command})
-        if stdin_w is not None:
-            self._feed_stdin(stdin_w, (job.stdin or "").encode())
-        for name, fd in (("stdout", out_r), ("stderr", err_r)):
+            self._reaper.spawn(lambda: self._spawn(run, gated=True),
+                               lambda st: self._on_exit(run, st))
+        except (OSError, subprocess.SubprocessError, KeyError, ValueError):
+            self._close_gate_if_unused(at)
+            return None
+        if gate is not None and run.gate is gate:
+            gate.runs.append(run)
+        return run
+
+    def release(self, at: datetime.datetime,
+                items: list[tuple[Run, datetime.datetime, bool]]) -> list[Job]:
+        """Release the prestarted runs due at `at` (with their scheduled time and catch-up
+        flag); prestarted runs for `at` not in `items` are killed at their gate. Returns the
+        jobs whose prestarted process had died (the caller starts them normally)."""
+        now = self._clock.monotonic()
+        go: list[Run] = []
+        dead: list[Job] = []
+        with self._lock:
+            for run, scheduled, catch_up in items:
+                if run.exit_code is not None or run.dead:
+                    dead.append(run.job)
+                    continue
+                run.scheduled, run.catch_up = scheduled, catch_up
+                if self._admit(run, now):
+                    run.pending = False
+                    go.append(run)
+                else:
+                    run.aborted = True
+            for run in go:  # logged before the gates open: their output must come after
+                self._writer.control(logging.INFO, "job started",
+                                     self._started_extra(run), notify=False)
+        gate = self._gates.pop(at, None)
+        if gate is not None:
+            for run in gate.runs:
+                if run.pending:
+                    run.aborted = True
+                    self._signal(run, signal.SIGKILL, pending_ok=True)
+            os.close(gate.w)  # every gated job without stdin text goes now
+            os.close(gate.r)
+        for run in go:
+            data = spawn.stdin_bytes(run.job, gated=True)
+            if data is not None and run.stdin_w is not None:
+                fd, run.stdin_w = run.stdin_w, None
+                spawn.feed(fd, data)
+        self._writer.wake()
+        for run in go:
+            self._started(run, log_it=False)
+        return dead
+
+    def abort(self, run: Run) -> None:
+        """Kill a prestarted run that will not be released (reload, clock jump, shutdown)."""
+        with self._lock:
+            if not run.pending:
+                return
+            run.pending = False
+            run.aborted = True
+        self._signal(run, signal.SIGKILL, pending_ok=True)
+        if run.stdin_w is not None:
+            os.close(run.stdin_w)
+            run.stdin_w = None
+        for at, gate in list(self._gates.items()):
+            if run in gate.runs:
+                gate.runs.remove(run)
+                self._close_gate_if_unused(at)
+
+    def _close_gate_if_unused(self, at: datetime.datetime) -> None:
+        gate = self._gates.get(at)
+        if gate is not None and not any(r.pending for r in gate.runs):
+            del self._gates[at]
+            os.close(gate.w)
+            os.close(gate.r)
+
+    def _admit(self, run: Run, now: float) -> bool:
+        """Under the lock: apply the overlap policy, number the run and make it live."""
+        job = run.job
+        policy = self.policy(job)
+        live = self._live.get(job.id, [])
+        if live and policy == "skip":
+            self._writer.control(logging.WARNING, "previous run still running, skipping "
+                                 "this one", {
+                "component": "gorun", "job": job.id, "running_run": live[-1].number,
+                "scheduled": format_time(run.scheduled) if run.scheduled else None})
+            self._count("skipped_overlaps", job)
+            return False
+        if live and policy == "replace":
+            for old in live:
+                if not old.replaced:
+                    old.replaced = True
+                    self._signal(old, signal.SIGTERM)
+                    old.kill_at = now + self.config.kill_grace_secs
+        run.number = self._numbers.get(job.id, 0) + 1
+        self._numbers[job.id] = run.number
+        run.started_mono = now
+        if job.options.timeout_secs is not None:
+            run.deadline = now + job.options.timeout_secs
+        self._live.setdefault(job.id, []).append(run)
+        return True
+
+    def _spawn(self, run: Run, *, gated: bool = False) -> subprocess.Popen[bytes]:
+        """Inside the reaper's spawn lock: start the process and hand its pipes to the pump."""
+        gate_r = run.gate.r if run.gate is not None else None
+        sp = spawn.spawn(run.job, self._base_env, gate_r=gate_r, gated=gated)
+        run.proc, run.pid, run.stdin_w = sp.proc, sp.proc.pid, sp.stdin_w
+        if not gated:  # before its pipes are read, so it comes before the run's output
+            self._writer.control(logging.INFO, "job started", self._started_extra(run))
+        for name, fd in (("stdout", sp.out_r), ("stderr", sp.err_r)):
             run.splitters[name] = LineSplitter(self.config.max_line_bytes)
             run.fds[name] = fd
             self._pump.watch(fd, self._on_data(run, name), self._on_eof(run, name))
-        return proc
+        return sp.proc
 
-    @staticmethod
-    def _feed_stdin(fd: int, data: bytes) -> None:
-        def write() -> None:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            except OSError:
-                pass  # the job closed its stdin early: fine, like cron
-            finally:
-                os.close(fd)
-        if len(data) <= STDIN_INLINE_MAX:
-            write()
-        else:
-            threading.Thread(target=write, name="gorun-stdin", daemon=True).start()
+    def _started_extra(self, run: Run) -> dict[str, Any]:
+        return {**run.label, "component": "gorun", "pid": run.pid,
+                "scheduled": format_time(run.scheduled) if run.scheduled else None,
+                "catch_up": run.catch_up or None, "command": run.job.command}
 
-    def _as_user(self, user: str, env: dict[str, str]) -> dict[str, Any]:
-        pw = pwd.getpwnam(user)  # KeyError: unknown user -> "failed to start"
-        if os.geteuid() != 0:
-            if pw.pw_uid == os.geteuid():
-                return {}
-            raise ValueError(f"cannot run as user {user!r}: gorun is not running as root")
-        for key, value in (("HOME", pw.pw_dir), ("LOGNAME", pw.pw_name), ("USER", pw.pw_name)):
-            env.setdefault(key, value)
-        kwargs: dict[str, Any] = {"user": pw.pw_uid, "group": pw.pw_gid,
-                                  "extra_groups": os.getgrouplist(pw.pw_name, pw.pw_gid)}
-        if os.path.isdir(pw.pw_dir):
-            kwargs["cwd"] = pw.pw_dir
-        return kwargs
+    def _started(self, run: Run, *, log_it: bool = True) -> None:
+        if log_it:
+            self._writer.control(logging.INFO, "job started", self._started_extra(run))
+        if self._metrics is not None:
+            label = self._metrics.job(run.job.id)
+            self._metrics.running.labels(label).inc()
+            self._metrics.runs.labels(label).inc()
+
+    def _failed_to_start(self, run: Run, error: Exception) -> None:
+        with self._lock:
+            self._forget(run)
+        self._count("runs", run.job)
+        self._count("failures", run.job)
+        self._writer.control(logging.ERROR, "job failed to start",
+                             {**run.label, "component": "gorun", "error": str(error)})
 
     # --- output and exit (pump / reaper threads) --------------------------------------------
 
@@ -207,6 +270,8 @@ class Runner:
         splitter_holder = run.splitters
 
         def on_data(data: bytes) -> None:
+            if run.pending or run.aborted:
+                return
             if self.config.passthrough_logs:
                 if not self._writer.raw(stream, data):
                     run.dropped_lines += data.count(b"\n") or 1
@@ -232,8 +297,10 @@ class Runner:
 
     def _on_exit(self, run: Run, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
-        if run.proc is not None:
-            run.proc.returncode = code  # so Popen never waits for this pid itself
+        with self._lock:
+            run.dead = True
+            if run.pending or run.aborted:
+                return  # a prestarted process that never became a run
         self._pump.call(lambda: self._finish(run, code))
 
     def _finish(self, run: Run, code: int) -> None:
@@ -311,8 +378,10 @@ class Runner:
                 return len(self._live.get(job_id, []))
             return sum(len(rs) for rs in self._live.values())
 
-    def _signal(self, run: Run, sig: int) -> None:
-        if run.pid <= 0 or run.exit_code is not None:
+    def _signal(self, run: Run, sig: int, *, pending_ok: bool = False) -> None:
+        if run.pid <= 0 or run.exit_code is not None or run.dead:
+            return
+        if run.pending and not pending_ok:
             return
         try:
             os.killpg(run.pid, sig)  # the job is its own session and group leader

@@ -111,6 +111,7 @@ class Schedule:
         self._versions = itertools.count(1)
         self._last_wall = now
         self._last_mono = mono
+        self._unsettled: list[tuple[_Entry, datetime.datetime, Tick]] = []
         self.catchup_limit_secs = catchup_limit_secs
         self.jump_tolerance_secs = jump_tolerance_secs
 
@@ -120,6 +121,7 @@ class Schedule:
         """Replace the jobs of `file`. A job whose id, schedule and jitter are unchanged keeps
         its next fire time (a reload never makes a job fire twice or skip); @reboot jobs are
         ignored here (the daemon runs them once at start)."""
+        self.settle()
         old_ids = self._by_file.pop(file, [])
         new_ids: list[str] = []
         kept: dict[str, _Entry] = {}
@@ -161,6 +163,7 @@ class Schedule:
 
     def next_wake(self) -> datetime.datetime | None:
         """When the earliest entry is due (jitter included), or None if nothing ever fires."""
+        self.settle()
         while self._heap:
             at, _, jid, version = self._heap[0]
             entry = self._entries.get(jid)
@@ -169,8 +172,34 @@ class Schedule:
             heapq.heappop(self._heap)
         return None
 
-    def tick(self, now: datetime.datetime, mono: float) -> Tick:
-        """Advance to wall time `now` (monotonic `mono`) and return what is due."""
+    def upcoming(self, limit: datetime.datetime
+                 ) -> tuple[list[tuple[Job, datetime.datetime]], datetime.datetime | None]:
+        """Entries due at or before `limit` (job, due time), without consuming them, and the
+        earliest due time after `limit` (possibly early: an entry since replaced). A walk of
+        the heap's top, pruned where a node is past `limit`: cost in the number returned."""
+        self.settle()
+        out: list[tuple[Job, datetime.datetime]] = []
+        beyond: datetime.datetime | None = None
+        heap = self._heap
+        stack = [0] if heap else []
+        while stack:
+            i = stack.pop()
+            at, _, jid, version = heap[i]
+            if at > limit:
+                if beyond is None or at < beyond:
+                    beyond = at
+                continue
+            entry = self._entries.get(jid)
+            if entry is not None and entry.version == version:
+                out.append((entry.job, at))
+            stack.extend(k for k in (2 * i + 1, 2 * i + 2) if k < len(heap))
+        return out, beyond
+
+    def tick(self, now: datetime.datetime, mono: float, *, defer: bool = False) -> Tick:
+        """Advance to wall time `now` (monotonic `mono`) and return what is due. With `defer`,
+        computing the due jobs' next fire times (and their missed runs, added to the returned
+        Tick) waits for `settle()`, so the caller can start the runs first."""
+        self.settle()
         out = Tick()
         expected = self._last_wall + datetime.timedelta(seconds=mono - self._last_mono)
         step = (now - expected).total_seconds()
@@ -183,7 +212,19 @@ class Schedule:
             else:
                 self._forward(now, expected, big, out)
         self._fire_due(now, out)
+        if not defer:
+            self.settle()
         return out
+
+    def settle(self) -> None:
+        """Compute the next fire times of the entries the last tick fired."""
+        unsettled, self._unsettled = self._unsettled, []
+        for entry, now, out in unsettled:
+            assert entry.fire is not None
+            missed, nxt = self._count_until(entry, entry.fire, now, entry.jitter)
+            if missed:
+                out.missed[entry.job.id] = out.missed.get(entry.job.id, 0) + missed
+            self._reschedule(entry, nxt)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -243,10 +284,7 @@ class Schedule:
             fire = entry.fire
             out.due.append(Due(entry.job, fire, fire + entry.jitter))
             # Late (a stall, or many due at once): one run, the rest are counted as missed.
-            missed, nxt = self._count_until(entry, fire, now, entry.jitter)
-            if missed:
-                out.missed[entry.job.id] = out.missed.get(entry.job.id, 0) + missed
-            self._reschedule(entry, nxt)
+            self._unsettled.append((entry, now, out))
 
     def _forward(self, now: datetime.datetime, expected: datetime.datetime, big: bool,
                  out: Tick) -> None:

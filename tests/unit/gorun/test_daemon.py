@@ -19,6 +19,11 @@ from gorun.metrics import Metrics
 from tests.unit.gorun.fakes import T0, PeriodExpr, job
 
 
+class FakeRun:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+
 class FakeRunner:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
@@ -26,11 +31,31 @@ class FakeRunner:
         self.live = 0
         self.signals: list[int] = []
         self.exit_on: set[int] = {signal.SIGTERM, signal.SIGKILL}
+        self.prepared: list[tuple[str, datetime.datetime, datetime.datetime]] = []
+        self.released: list[str] = []
+        self.aborted: list[str] = []
 
     def start(self, job: Job, *, scheduled: datetime.datetime | None = None,
               catch_up: bool = False) -> object:
         self.starts.append((job.id, scheduled, self.clock.now(), catch_up))
         return object()
+
+    def prepare(self, job: Job, at: datetime.datetime) -> object:
+        self.prepared.append((job.id, at, self.clock.now()))
+        return FakeRun(job)
+
+    def release(self, at: datetime.datetime, items: list[tuple[Any, datetime.datetime, bool]]
+                ) -> list[Job]:
+        for run, scheduled, catch_up in items:
+            self.released.append(run.job.id)
+            self.starts.append((run.job.id, scheduled, self.clock.now(), catch_up))
+        return []
+
+    def abort(self, run: Any) -> None:
+        self.aborted.append(run.job.id)
+
+    def policy(self, job: Job) -> str:
+        return "skip"
 
     def check_deadlines(self) -> float | None:
         return None
@@ -163,9 +188,14 @@ def test_reload_bad_file_keeps_old_schedule_then_good_file_applies(tmp_path: Pat
     by_job: dict[str, list[int]] = {}
     for jid, _, start, _ in runner.starts:
         by_job.setdefault(jid, []).append(int((start - T0).total_seconds()))
-    # (the hook runs when the loop waits: right after the runs at 15 and 25)
-    assert by_job[f"{cron}:1"] == [5, 10, 15, 20, 25]  # kept through the bad reload at 15.25
-    assert by_job[f"{cron}:2"] == [28, 32]  # the good file replaced it at 25
+    # (the hook runs when the loop waits: at the prestart wake-ups 0.5 s before each run, so
+    # the bad file comes at 14.5 and the good one at 24.5)
+    assert by_job[f"{cron}:1"] == [5, 10, 15, 20]  # kept through the bad reload at 14.75
+    assert by_job[f"{cron}:2"] == [28]  # the good file replaced it at 24.5
+    # job 1 had been prestarted for 25 when it was replaced: killed at its gate, never run;
+    # job 2's prestart for 32 was killed by the shutdown
+    assert runner.aborted == [f"{cron}:1", f"{cron}:2"]
+    assert runner.released == [f"{cron}:1"] * 4 + [f"{cron}:2"]
     assert registry.get_sample_value("opsagent_cron_reloads_total", {"result": "error"}) == 1
     assert registry.get_sample_value("opsagent_cron_reloads_total", {"result": "ok"}) == 1
 
