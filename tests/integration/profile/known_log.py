@@ -90,7 +90,8 @@ def write_log(path: Path) -> Path:
 
 def config_toml(log_glob: str, *, statsd_port: int | None = None,
                 graphite_port: int | None = None, graphite_protocol: str = "udp",
-                interval_secs: int = 10, late_secs: float = 0.5) -> str:
+                interval_secs: int = 10, late_secs: float = 0.5,
+                reconnect_max_secs: float = 60.0) -> str:
     """A [[profile]] pipeline with the motan preset over `log_glob`, sending where asked."""
     buckets = ", ".join(str(b) for b in BUCKETS)
     out = f"""\
@@ -122,6 +123,8 @@ host = "127.0.0.1"
 port = {graphite_port}
 protocol = "{graphite_protocol}"
 prefix = "profile"
+reconnect_min_secs = {min(1.0, reconnect_max_secs)}
+reconnect_max_secs = {reconnect_max_secs}
 """
     return out
 
