@@ -89,6 +89,7 @@ def write_log(path: Path) -> Path:
 
 
 def config_toml(log_glob: str, *, statsd_port: int | None = None,
+                statsd_max_datagram_bytes: int = 1432,
                 graphite_port: int | None = None, graphite_protocol: str = "udp",
                 interval_secs: int = 10, late_secs: float = 0.5,
                 reconnect_max_secs: float = 60.0) -> str:
@@ -115,6 +116,7 @@ rescan_interval_secs = 0.5
 host = "127.0.0.1"
 port = {statsd_port}
 prefix = "profile"
+max_datagram_bytes = {statsd_max_datagram_bytes}
 """
     if graphite_port is not None:
         out += f"""

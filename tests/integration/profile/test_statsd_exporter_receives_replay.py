@@ -19,8 +19,10 @@ from tests.integration.profile.known_log import (
     PIPELINE,
     SERIES,
     USER,
+    Series,
     config_toml,
     le_label,
+    motan_line,
     opsagent_argv,
     within_bound,
     write_log,
@@ -31,20 +33,27 @@ pytestmark = pytest.mark.integration
 NAME = f"profile_{PIPELINE}_"
 
 
-def replay_send(tmp_path: Path, exporter: StatsdExporter) -> None:
-    log = write_log(tmp_path / "motan-access.log")
+def replay_send(tmp_path: Path, exporter: StatsdExporter, log: Path | None = None,
+                max_datagram_bytes: int = 1432) -> str:
+    """Replay (and send) the known log, or `log`; returns what replay printed."""
+    log = log or write_log(tmp_path / "motan-access.log")
     cfg = tmp_path / "profile.toml"
-    cfg.write_text(config_toml(str(log), statsd_port=exporter.udp_port))
+    cfg.write_text(config_toml(str(log), statsd_port=exporter.udp_port,
+                               statsd_max_datagram_bytes=max_datagram_bytes))
     start = int(time.time()) // 10 * 10
     out = subprocess.run(
         [*opsagent_argv(), "profile", "replay", "--config", str(cfg), "--send",
          "--start-time", str(start), str(log)],
         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
-    # The replay also prints what it sent: the requests line of each series must be there.
+    return out.stdout
+
+
+def test_replay_prints_what_it_sends(tmp_path: Path, statsd_exporter: StatsdExporter) -> None:
+    printed = replay_send(tmp_path, statsd_exporter)
     for s in SERIES:
         assert f"{NAME}requests#interface={s.interface},method={s.method}:{s.count}|c" \
-            in out.stdout
+            in printed.splitlines()
 
 
 def test_counters_arrive_exactly(tmp_path: Path, statsd_exporter: StatsdExporter) -> None:
@@ -80,3 +89,22 @@ def test_gauges_arrive_within_the_sketch_bound(tmp_path: Path,
     statsd_exporter.wait_for_value(NAME + "requests", order, ORDER.count)
     got = statsd_exporter.value(NAME + "latency_p99", order)
     assert got is not None and within_bound(got, 25.0)
+
+
+def test_many_series_packed_into_small_datagrams_all_arrive(
+        tmp_path: Path, statsd_exporter: StatsdExporter) -> None:
+    # 60 label sets x ~13 metric lines in datagrams of at most 512 bytes: >60 datagrams, each
+    # of which the exporter must parse whole (a line cut at a datagram edge would be lost).
+    series = [Series(f"com.acme.Svc{i:02d}", "call", tuple(range(1, i + 2)), errors=0)
+              for i in range(60)]
+    log = tmp_path / "many.log"
+    log.write_text("".join(motan_line(s, ms, n) + "\n" for s in series
+                           for n, ms in enumerate(s.latencies_ms)))
+    printed = replay_send(tmp_path, statsd_exporter, log, max_datagram_bytes=512)
+    lines = [x for x in printed.split("\n") if x and not x.startswith("#")]
+    assert sum(len(x) + 1 for x in lines) > 60 * 512  # so it took more than 60 datagrams
+    for s in series:
+        labels = {"interface": s.interface, "method": s.method}
+        statsd_exporter.wait_for_value(NAME + "requests", labels, s.count)
+        statsd_exporter.wait_for_value(NAME + "latency_sum", labels, s.latency_sum)
+        statsd_exporter.wait_for_value(NAME + "latency_max", labels, max(s.latencies_ms))
