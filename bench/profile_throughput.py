@@ -284,8 +284,12 @@ def parse_mtail(out: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def run_mtail(log: Path, empty_log: Path, work: Path, http_port: int) -> dict[str, Any]:
     mtail = shutil.which("mtail")
+    if mtail is None:  # install the peer (Debian package) the way a user would
+        script = Path(__file__).resolve().parent.parent / "scripts" / "bench-peers-profile"
+        subprocess.run(["bash", str(script)], check=False)
+        mtail = shutil.which("mtail")
     if mtail is None:
-        return {"skipped": "mtail not installed (scripts/bench-peers-profile installs it)"}
+        return {"skipped": "mtail not installed and scripts/bench-peers-profile failed"}
     progs = work / "mtail-progs"
     progs.mkdir(exist_ok=True)
     (progs / "profile.mtail").write_text(mtail_program())
