@@ -28,7 +28,7 @@ def gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+    except OSError:  # gone between listing and reading (ENOENT, ESRCH)
         return True
 
 
@@ -120,7 +120,7 @@ def test_overlap_replace_terminates_the_previous_run(rig: Rig) -> None:
 def test_timeout_terminates_the_whole_group_then_kills(rig: Rig) -> None:
     # The shell ignores SIGTERM; its background child does not: both must go.
     j = job(1, PeriodExpr(60), options=JobOptions(timeout_secs=10),
-            command="sleep 300 & echo $!; trap '' TERM; while :; do sleep 1; done")
+            command="sleep 300 & trap '' TERM; echo $!; while :; do sleep 1; done")
     run = rig.runner.start(j)
     assert run is not None
     rs = rig.recorder.wait_for(lambda rs: any(r.get("stream") == "stdout" for r in rs))
@@ -227,3 +227,82 @@ def test_signal_all_reaches_every_running_group(rig: Rig) -> None:
     rig.recorder.finished("/etc/crontab:1")
     rig.recorder.finished("/etc/crontab:2")
     wait_until(lambda: rig.finished_count == 2)
+
+
+# --- prestarted runs (gates) ------------------------------------------------------------------
+
+AT = T0 + __import__("datetime").timedelta(seconds=60)
+
+
+def test_prestarted_runs_wait_at_the_gate_until_released(rig: Rig, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "ran"
+    jobs = [job(i, PeriodExpr(60), command=f"echo $0 $# run-{i}; touch {marker}-{i}")
+            for i in (1, 2)]
+    runs = [rig.runner.prepare(j, AT) for j in jobs]
+    assert all(r is not None and r.pid > 0 for r in runs)
+    assert rig.runner.running() == 0
+    # nothing runs while gated (give it a real chance to misbehave)
+    time.sleep(0.3)
+    assert not list(tmp_path.glob("ran-*"))
+    assert rig.runner.release(AT, [(r, AT, False) for r in runs]) == []
+    for i in (1, 2):
+        end = rig.recorder.finished(f"/etc/crontab:{i}")
+        assert end["msg"] == "job succeeded"
+        # like `sh -c COMMAND`: $0 is the shell, no positional parameters
+        assert rig.recorder.lines(f"/etc/crontab:{i}") == [f"/bin/sh 0 run-{i}"]
+    assert sorted(p.name for p in tmp_path.glob("ran-*")) == ["ran-1", "ran-2"]
+    assert rig.metric("opsagent_cron_runs_total", "/etc/crontab:1") == 1
+
+
+def test_prestarted_job_gets_its_stdin_text_and_other_shells_work(rig: Rig) -> None:
+    from dataclasses import replace
+    j1 = job(1, PeriodExpr(60), command="cat; echo done", stdin="a\nb\n")
+    j2 = replace(job(2, PeriodExpr(60), command='echo "$0"; cat'), shell="/usr/bin/dash")
+    r1, r2 = rig.runner.prepare(j1, AT), rig.runner.prepare(j2, AT)
+    rig.runner.release(AT, [(r1, AT, False), (r2, AT, True)])
+    assert rig.recorder.finished("/etc/crontab:1")["exit_code"] == 0
+    assert rig.recorder.lines("/etc/crontab:1") == ["a", "b", "done"]
+    rig.recorder.finished("/etc/crontab:2")
+    assert rig.recorder.lines("/etc/crontab:2") == ["/usr/bin/dash"]  # stdin was /dev/null
+    started = [r for r in rig.recorder.records if r["msg"] == "job started"]
+    assert {r["job"]: r.get("catch_up") for r in started} == {
+        "/etc/crontab:1": None, "/etc/crontab:2": True}
+
+
+def test_prestarted_runs_not_released_are_killed_not_run(rig: Rig, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "ran"
+    j1 = job(1, PeriodExpr(60), command=f"touch {marker}-1")
+    j2 = job(2, PeriodExpr(60), command=f"touch {marker}-2")
+    j3 = job(3, PeriodExpr(60), command=f"touch {marker}-3", stdin="x")
+    r1, r2, r3 = (rig.runner.prepare(j, AT) for j in (j1, j2, j3))
+    assert r1 is not None and r2 is not None and r3 is not None
+    rig.runner.abort(r3)
+    rig.runner.release(AT, [(r1, AT, False)])  # r2 shares the gate: killed before it opens
+    rig.recorder.finished("/etc/crontab:1")
+    wait_until(lambda: gone(r2.pid) and gone(r3.pid))
+    time.sleep(0.2)
+    assert [p.name for p in tmp_path.glob("ran-*")] == ["ran-1"]
+    assert not [r for r in rig.recorder.records if r.get("job") in ("/etc/crontab:2",
+                                                                     "/etc/crontab:3")]
+
+
+def test_release_applies_the_overlap_policy(rig: Rig) -> None:
+    j = job(1, PeriodExpr(60), command="echo ready; exec sleep 30")
+    rig.runner.start(j)
+    rig.recorder.wait_for(lambda rs: "ready" in [r["msg"] for r in rs])
+    pre = rig.runner.prepare(j, AT)
+    assert pre is not None
+    rig.runner.release(AT, [(pre, AT, False)])
+    rig.recorder.wait_for(
+        lambda rs: any(r["msg"].startswith("previous run still") for r in rs))
+    wait_until(lambda: gone(pre.pid))
+    assert rig.runner.running(JID) == 1
+
+
+def test_a_prestarted_process_that_died_is_reported_for_a_direct_start(rig: Rig) -> None:
+    j = job(1, PeriodExpr(60))
+    pre = rig.runner.prepare(j, AT)
+    assert pre is not None
+    os.kill(pre.pid, signal.SIGKILL)
+    wait_until(lambda: pre.dead)
+    assert rig.runner.release(AT, [(pre, AT, False)]) == [j]

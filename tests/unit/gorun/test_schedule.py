@@ -212,3 +212,34 @@ def test_missed_count_is_capped() -> None:
     t = d.advance(10 * H)
     assert t.missed["/etc/crontab:1"] == MISSED_COUNT_CAP
     assert d.sched.next_wake() == d.wall + S
+
+
+def test_upcoming_lists_entries_up_to_a_limit_without_consuming_them() -> None:
+    d = Driver(*[job(i, PeriodExpr(10 * i)) for i in range(1, 6)])  # due at 10, 20, ... 50
+    items, beyond = d.sched.upcoming(T0 + 25 * S)
+    assert sorted((j.line, at) for j, at in items) == [(1, T0 + 10 * S), (2, T0 + 20 * S)]
+    assert beyond == T0 + 30 * S
+    assert len(d.advance(10).due) == 1  # still there
+
+
+def test_upcoming_on_empty_schedule() -> None:
+    assert Driver().sched.upcoming(T0) == ([], None)
+
+
+def test_deferred_tick_reschedules_on_settle() -> None:
+    d = Driver(job(1, PeriodExpr(10)))
+    d.wall += 35 * S
+    d.mono += 35
+    t = d.sched.tick(d.wall, d.mono, defer=True)
+    assert len(t.due) == 1 and t.missed == {}
+    d.sched.settle()
+    assert t.missed == {"/etc/crontab:1": 2}
+    assert d.sched.next_wake() == T0 + 40 * S
+
+
+def test_next_wake_settles_a_deferred_tick_itself() -> None:
+    d = Driver(job(1, PeriodExpr(10)))
+    d.wall += 10 * S
+    d.mono += 10
+    d.sched.tick(d.wall, d.mono, defer=True)
+    assert d.sched.next_wake() == T0 + 20 * S
