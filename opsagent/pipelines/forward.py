@@ -156,19 +156,28 @@ class ForwardPipeline:
         out: list[OutRecord] = []
         ts = str(timestamp_ms).encode("ascii")
         as_json = self.cfg.value_format == "json"
+        ts_header = (HEADER_TIMESTAMP, ts)
+        last_fk: FileKey | None = None
+        last_path = ""
+        key = ""
+        prefix: list[tuple[str, bytes]] = []
+        append = out.append
         for rec in records:
-            key = str(rec.key)
-            prefix = self._headers.get((key, rec.path))
-            if prefix is None:
-                if len(self._headers) >= _HEADER_CACHE_MAX:
-                    self._headers.clear()
-                prefix = field_headers(rec.fields)
-                prefix.append((HEADER_FILE, rec.path.encode("utf-8", "surrogateescape")))
-                self._headers[(key, rec.path)] = prefix
-            headers = [*prefix, (HEADER_OFFSET, str(rec.start).encode("ascii")),
-                       (HEADER_TIMESTAMP, ts)]
+            # Consecutive records of one file share their key and path objects: look up once.
+            if rec.key is not last_fk or rec.path is not last_path:
+                last_fk, last_path = rec.key, rec.path
+                key = str(rec.key)
+                cached = self._headers.get((key, rec.path))
+                if cached is None:
+                    if len(self._headers) >= _HEADER_CACHE_MAX:
+                        self._headers.clear()
+                    cached = field_headers(rec.fields)
+                    cached.append((HEADER_FILE, rec.path.encode("utf-8", "surrogateescape")))
+                    self._headers[(key, rec.path)] = cached
+                prefix = cached
+            headers = [*prefix, (HEADER_OFFSET, str(rec.start).encode("ascii")), ts_header]
             value = json_value(rec, timestamp_ms) if as_json else rec.data
-            out.append(OutRecord(key=key, value=value, headers=headers, end=rec.end))
+            append(OutRecord(key, value, headers, rec.end))
         return out
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -223,11 +232,15 @@ class ForwardPipeline:
             taken = len(batch)
         except (SinkFull, SinkClosed) as e:
             taken = e.accepted
-        for r in batch[:taken]:
-            self._outstanding[r.key] = r.end
+        done = batch[:taken] if taken < len(batch) else batch
+        outstanding = self._outstanding
+        nbytes = 0
+        for r in done:
+            outstanding[r.key] = r.end
+            nbytes += len(r.value)
         self._pending = batch[taken:]
         self._m_records.inc(taken)
-        self._m_bytes.inc(sum(len(r.value) for r in batch[:taken]))
+        self._m_bytes.inc(nbytes)
         return taken
 
     def route_acks(self) -> int:
