@@ -70,19 +70,20 @@ def cpu_percent(cpu_seconds: float, wall_seconds: float) -> float:
 
 
 def start_delays(
-    stamps: Iterable[float], period_s: float, not_before: float = float("-inf")
+    stamps: Iterable[float], period_s: float, not_before: float = float("-inf"),
+    offset_s: float = 0.0,
 ) -> dict[float, list[float]]:
     """Group job start timestamps (epoch seconds) by the scheduled instant they belong to and
     return {scheduled_instant: [delay_seconds, ...]}.
 
-    The scheduled instant is the multiple of period_s nearest to the stamp, so a job started a
-    little *before* its second shows a negative delay instead of a delay of almost one period.
-    Stamps whose scheduled instant is before not_before (warm-up) are dropped."""
+    Scheduled instants are offset_s + k * period_s (epoch seconds); a stamp belongs to the nearest
+    one, so a job started a little *before* its second shows a negative delay instead of a delay of
+    almost one period. Stamps whose scheduled instant is before not_before (warm-up) are dropped."""
     if period_s <= 0:
         raise ValueError("period must be positive")
     rounds: dict[float, list[float]] = {}
     for t in stamps:
-        sched = round(t / period_s) * period_s
+        sched = round((t - offset_s) / period_s) * period_s + offset_s
         if sched < not_before:
             continue
         rounds.setdefault(sched, []).append(t - sched)

@@ -69,6 +69,12 @@ def test_start_delays_groups_by_nearest_instant() -> None:
     assert got[110] == pytest.approx([0.002])
 
 
+def test_start_delays_with_offset() -> None:
+    # instants at 5, 15, 25...: a stamp at 14.9 is 100 ms early for 15, not 9.9 s late for 5
+    got = common.start_delays([5.02, 14.9, 15.03], period_s=10, offset_s=5)
+    assert got == {5: pytest.approx([0.02]), 15: pytest.approx([-0.1, 0.03])}
+
+
 def test_start_delays_drops_warmup_and_rejects_bad_period() -> None:
     got = common.start_delays([60.5, 120.25, 180.1], period_s=60, not_before=100)
     assert got == {120: pytest.approx([0.25]), 180: pytest.approx([0.1])}
