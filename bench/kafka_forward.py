@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import ratio
+from bench.common import loadavg, ratio
 
 DESCRIPTION = ("Kafka forwarding file -> acked (200-byte lines, acks=all, zstd): opsagent forward "
                "vs raw kafka-python producer (ceiling) vs rsyslog imfile+omkafka")
@@ -272,8 +272,9 @@ def run(args: list[str]) -> dict[str, Any]:
     nbytes = path.stat().st_size
     broker_dir = work / "kafka"
     bootstrap = start_broker(broker_dir)
-    out: dict[str, Any] = {"lines": n, "line_bytes": LINE_BYTES, "file_mb": round(nbytes / 1e6, 1),
-                           "acks": "all", "idempotence": True, "compression": "zstd"}
+    out: dict[str, Any] = {"loadavg_at_start": loadavg(), "lines": n, "line_bytes": LINE_BYTES,
+                           "file_mb": round(nbytes / 1e6, 1), "acks": "all", "idempotence": True,
+                           "compression": "zstd"}
     topics = Topics(bootstrap)
     try:
         out["raw_kafka_python"] = run_raw(bootstrap, topics, path, n, nbytes, headers=False)

@@ -407,3 +407,18 @@ def test_static_fields(node: tuple[str, str, str], env: dict[str, str],
     from opsagent.config.schema import NodeConfig
 
     assert static_fields(NodeConfig(*node), env) == want
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('state_dir = "/tmp/x"\n', "no [[forward]] pipeline"),
+    ('[[forward]]\nname = "x"\n', "forward[0].tail: required key is missing"),
+    ("[[forward]\n", "invalid TOML"),
+], ids=["no-pipeline", "missing-table", "bad-toml"])
+def test_forward_command_config_errors_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, needle: str) -> None:
+    from opsagent.cli import main
+
+    p = tmp_path / "a.toml"
+    p.write_text(text)
+    assert main(["forward", "--config", str(p)]) == 2
+    assert needle in capsys.readouterr().err
