@@ -90,8 +90,9 @@ class GorunApp:
             if self.watcher is not None:
                 self.watcher.stop()
             self.pump.stop()
-            self.writer.close()
+            self.writer.close()  # the runs' last records first, then ours
             self.reaper.stop()
+            logging.getLogger("gorun.daemon").info("stopped", extra={"component": "gorun"})
             self.done.set()
 
     def stop(self) -> None:

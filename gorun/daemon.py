@@ -240,7 +240,6 @@ class Daemon:
             log.warning("grace period over, killed the remaining jobs",
                         extra={**_C, "killed": n})
             self._wait_idle(clock.monotonic() + self.config.drain_reap_secs, stop_early=False)
-        log.info("stopped", extra=_C)
         return 0
 
     def _wait_idle(self, deadline: float, *, stop_early: bool = True) -> bool:

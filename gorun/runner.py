@@ -308,9 +308,6 @@ class Runner:
         for fd in list(run.fds.values()):
             self._pump.drain(fd)
         duration = self._clock.monotonic() - run.started_mono
-        with self._lock:
-            run.exit_code = code
-            self._forget(run)
         ok = code == 0 and not run.timed_out
         extra: dict[str, Any] = {**run.label, "component": "gorun", "exit_code": code,
                                  "duration_secs": round(duration, 3)}
@@ -336,6 +333,9 @@ class Runner:
                 m.timeouts.labels(label).inc()
             if run.dropped_lines or run.truncated_lines:
                 m.dropped_lines.labels(label).inc(run.dropped_lines + run.truncated_lines)
+        with self._lock:  # only now: whoever sees it gone knows its end record is queued
+            run.exit_code = code
+            self._forget(run)
         self._on_finished()
 
     # --- deadlines and stopping (caller's thread) -------------------------------------------
