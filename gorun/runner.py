@@ -149,6 +149,7 @@ class Runner:
         now = self._clock.monotonic()
         go: list[Run] = []
         dead: list[Job] = []
+        rejected: list[Run] = []
         with self._lock:
             for run, scheduled, catch_up in items:
                 if run.exit_code is not None or run.dead:
@@ -159,16 +160,15 @@ class Runner:
                     run.pending = False
                     go.append(run)
                 else:
-                    run.aborted = True
+                    rejected.append(run)
             for run in go:  # logged before the gates open: their output must come after
                 self._writer.control(logging.INFO, "job started",
                                      self._started_extra(run), notify=False)
         gate = self._gates.pop(at, None)
+        for run in rejected + (gate.runs if gate is not None else []):
+            if run.pending:
+                self.abort(run)
         if gate is not None:
-            for run in gate.runs:
-                if run.pending:
-                    run.aborted = True
-                    self._signal(run, signal.SIGKILL, pending_ok=True)
             os.close(gate.w)  # every gated job without stdin text goes now
             os.close(gate.r)
         for run in go:
@@ -186,9 +186,9 @@ class Runner:
         with self._lock:
             if not run.pending:
                 return
-            run.pending = False
             run.aborted = True
         self._signal(run, signal.SIGKILL, pending_ok=True)
+        run.pending = False
         if run.stdin_w is not None:
             os.close(run.stdin_w)
             run.stdin_w = None

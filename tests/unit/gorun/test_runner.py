@@ -286,8 +286,9 @@ def test_prestarted_runs_not_released_are_killed_not_run(rig: Rig, tmp_path) -> 
                                                                      "/etc/crontab:3")]
 
 
-def test_release_applies_the_overlap_policy(rig: Rig) -> None:
-    j = job(1, PeriodExpr(60), command="echo ready; exec sleep 30")
+@pytest.mark.parametrize("stdin", [None, "text"])
+def test_release_applies_the_overlap_policy(rig: Rig, stdin: str | None) -> None:
+    j = job(1, PeriodExpr(60), command="echo ready; exec sleep 30", stdin=stdin)
     rig.runner.start(j)
     rig.recorder.wait_for(lambda rs: "ready" in [r["msg"] for r in rs])
     pre = rig.runner.prepare(j, AT)
