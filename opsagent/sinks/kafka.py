@@ -21,7 +21,6 @@ runs the callbacks, which queue completions (and abort the producer on failure).
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import queue
 import random
@@ -73,8 +72,12 @@ class KafkaSink:
         self._lock = threading.Lock()
         self._abort_lock = threading.Lock()
         self._wake = threading.Event()
-        self._done_q: queue.SimpleQueue[tuple[Entry, int, BaseException | None]] = (
-            queue.SimpleQueue())
+        self._waiting = False  # a caller waits on _wake: callbacks set it (else they skip it)
+        # Counted per record, added to the prometheus counters once per _pump (cheaper).
+        self._n_sent = self._n_bytes = self._n_acked = 0
+        self._key_bytes: dict[str, bytes] = {}
+        self._topic = cfg.topic
+        self._done_q: queue.SimpleQueue[_Completion] = queue.SimpleQueue()
         self._files: dict[str, collections.deque[Entry]] = {}
         self._acks: dict[str, int] = {}
         self._inflight_bytes = 0
@@ -120,18 +123,24 @@ class KafkaSink:
                 self._raise_if_fatal()
                 if self._closed:
                     raise SinkClosed(i)
-                while i < len(records) and self._has_room(records[i]):
-                    self._accept(records[i])
+                limit = self.cfg.max_inflight_bytes
+                while i < len(records):
+                    size = record_size(records[i])
+                    # Always room for one record, however large, when nothing is held.
+                    if self._inflight_bytes and self._inflight_bytes + size > limit:
+                        break
+                    self._accept(records[i], size)
                     i += 1
                 self._m.inflight_bytes.set(self._inflight_bytes)
                 if i == len(records):
+                    self._flush_counts()
                     return
                 if stop is not None and stop.is_set():
                     raise SinkClosed(i)
                 if deadline is not None and self._clock.monotonic() >= deadline:
                     raise SinkFull(i)
                 slice_secs = self._wait_slice(deadline)
-            self._wake.wait(slice_secs)
+            self._wait(slice_secs)
 
     def poll_acked(self) -> list[tuple[str, int]]:
         """(file key, end offset) for each file whose handled prefix grew since the last call:
@@ -166,7 +175,7 @@ class KafkaSink:
                         or self._clock.monotonic() >= deadline:
                     break
                 slice_secs = self._wait_slice(deadline)
-            self._wake.wait(slice_secs)
+            self._wait(slice_secs)
         with self._lock:
             self._released = True
             with self._abort_lock:
@@ -181,13 +190,19 @@ class KafkaSink:
 
     # ---- internals (caller thread, under self._lock) -------------------------------------
 
+    def _wait(self, secs: float) -> None:
+        """Wait for a completion (or `secs`). The flag is raised before the queue is checked, so
+        a completion queued after the check finds it raised and sets the event."""
+        self._waiting = True
+        try:
+            if self._done_q.empty():
+                self._wake.wait(secs)
+        finally:
+            self._waiting = False
+
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
             raise self._fatal
-
-    def _has_room(self, rec: OutRecord) -> bool:
-        return self._inflight_bytes == 0 or (
-            self._inflight_bytes + record_size(rec) <= self.cfg.max_inflight_bytes)
 
     def _wait_slice(self, deadline: float | None) -> float:
         now = self._clock.monotonic()
@@ -198,10 +213,13 @@ class KafkaSink:
             limits.append(max(0.0, self._retry_at - now))
         return min(limits)
 
-    def _accept(self, rec: OutRecord) -> None:
-        entry = Entry(rec, record_size(rec))
-        self._files.setdefault(rec.key, collections.deque()).append(entry)
-        self._inflight_bytes += entry.size
+    def _accept(self, rec: OutRecord, size: int) -> None:
+        entry = Entry(rec, size)
+        q = self._files.get(rec.key)
+        if q is None:
+            q = self._files[rec.key] = collections.deque()
+        q.append(entry)
+        self._inflight_bytes += size
         if self._suspects:
             self._held = True
         elif self._producer is not None and not self._is_aborted(self._gen):
@@ -217,41 +235,48 @@ class KafkaSink:
         if alone:
             self._alone = entry
         rec = entry.rec
+        key = self._key_bytes.get(rec.key)
+        if key is None:
+            if len(self._key_bytes) >= 4096:  # bounded: only files with records in flight
+                self._key_bytes.clear()
+            key = self._key_bytes[rec.key] = rec.key.encode("utf-8", "surrogateescape")
+        headers = rec.headers if type(rec.headers) is list else list(rec.headers)
         try:
-            fut = self._producer.send(
-                self.cfg.topic, key=rec.key.encode("utf-8", "surrogateescape"),
-                value=rec.value, headers=list(rec.headers))
+            fut = self._producer.send(self._topic, key=key, value=rec.value, headers=headers)
         except Exception as e:  # sorted by classify, the one place that knows kafka errors
             # Raised by send() itself, so about this record alone (client-side size check,
             # topic authorization from metadata): a REJECT is certain, the producer still fine.
             entry.alone = True
             self._outstanding[gen] += 1
-            self._done_q.put((entry, gen, e))
+            done = _Completion(self, entry, gen)
+            done.exc = e
+            self._done_q.put(done)
             if classify(e).kind is not Kind.REJECT:
                 self._abort(gen)
             return
         self._outstanding[gen] += 1
-        self._m.sent.inc()
-        self._m.bytes.inc(len(rec.value))
-        fut.add_callback(functools.partial(self._on_success, entry, gen))
-        fut.add_errback(functools.partial(self._on_done, entry, gen))
+        self._n_sent += 1
+        self._n_bytes += len(rec.value)
+        # One small object per send serves as callback and errback: fewer allocations per
+        # record matter here (they drive the garbage collector on the hot path).
+        done = _Completion(self, entry, gen)
+        fut.add_callback(done)
+        fut.add_errback(done)
 
-    def _on_success(self, entry: Entry, gen: int, _metadata: object) -> None:
-        self._on_done(entry, gen, None)
-
-    def _on_done(self, entry: Entry, gen: int, exc: BaseException | None) -> None:
+    def _on_done(self, done: _Completion) -> None:
         """Callback (kafka-python's sender thread): queue the result; on any failure abort the
         producer before it sends anything more. (After a non-retriable batch error kafka-python
         3.x puts an idempotent producer in a fatal state and fails every other batch with the
         same error, so that error does not prove which record was bad: see _complete.)"""
-        self._done_q.put((entry, gen, exc))
-        if exc is not None:
-            self._abort(gen)
-        self._wake.set()
+        self._done_q.put(done)
+        if done.exc is not None:
+            self._abort(done.gen)
+            self._wake.set()
+        elif self._waiting:
+            self._wake.set()
 
     def _is_aborted(self, gen: int) -> bool:
-        with self._abort_lock:
-            return gen in self._aborted
+        return gen in self._aborted  # a set lookup is atomic; writers hold _abort_lock
 
     def _abort(self, gen: int) -> None:
         """Stop producer generation `gen` (any thread). Nothing of any file is sent by it after
@@ -268,9 +293,10 @@ class KafkaSink:
         """Process completions, finish a fence, (re)connect when due, collect acks."""
         while True:
             try:
-                entry, gen, exc = self._done_q.get_nowait()
+                done = self._done_q.get_nowait()
             except queue.Empty:
                 break
+            entry, gen, exc = done.entry, done.gen, done.exc
             self._outstanding[gen] -= 1
             if self._outstanding[gen] <= 0:
                 del self._outstanding[gen]
@@ -298,6 +324,16 @@ class KafkaSink:
             if not entries:
                 del self._files[key]
         self._m.inflight_bytes.set(self._inflight_bytes)
+        self._flush_counts()
+
+    def _flush_counts(self) -> None:
+        if self._n_sent:
+            self._m.sent.inc(self._n_sent)
+            self._m.bytes.inc(self._n_bytes)
+            self._n_sent = self._n_bytes = 0
+        if self._n_acked:
+            self._m.acked.inc(self._n_acked)
+            self._n_acked = 0
 
     def _complete(self, entry: Entry, gen: int, exc: BaseException | None) -> None:
         if entry.done:
@@ -307,7 +343,7 @@ class KafkaSink:
         if exc is None:
             self._settle(entry)
             self._attempt = 0
-            self._m.acked.inc()
+            self._n_acked += 1
             return
         if gen != entry.gen:
             return  # a newer send of this record exists
@@ -439,3 +475,20 @@ class KafkaSink:
         log.warning("record sent to the dead-letter file", extra={**extra,
                                                                   "path": self._dead.path})
 
+
+class _Completion:
+    """The outcome of one send: called by kafka-python with the record metadata (success) or
+    the exception (failure), then queued for the sink's caller thread."""
+
+    __slots__ = ("entry", "exc", "gen", "sink")
+
+    def __init__(self, sink: KafkaSink, entry: Entry, gen: int) -> None:
+        self.sink = sink
+        self.entry = entry
+        self.gen = gen
+        self.exc: BaseException | None = None
+
+    def __call__(self, result: object) -> None:
+        if isinstance(result, BaseException):
+            self.exc = result
+        self.sink._on_done(self)

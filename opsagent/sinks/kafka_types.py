@@ -53,4 +53,8 @@ class Entry:
 
 
 def record_size(rec: OutRecord) -> int:
-    return len(rec.value) + len(rec.key) + sum(len(k) + len(v) for k, v in rec.headers) + 16
+    """What a record counts against max_inflight_bytes (key, value, headers, and overhead)."""
+    n = len(rec.value) + len(rec.key) + 16
+    for k, v in rec.headers:
+        n += len(k) + len(v)
+    return n

@@ -57,7 +57,7 @@ cat >"$work/pom.xml" <<EOF
 EOF
 
 echo "kafka $KAFKA_VERSION: fetching server jars with mvn (first run only)" >&2
-mvn -q -B -f "$work/pom.xml" dependency:copy-dependencies \
+mvn -q -B -Dstyle.color=never -f "$work/pom.xml" dependency:copy-dependencies \
   -DincludeScope=runtime -DoutputDirectory="$work/lib" >&2
 
 # The broker and its storage tool must both be present, else the cache is not usable.
