@@ -63,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
     if cfg.telemetry.log_level.lower() != "debug":
         # kafka-python logs every connection at INFO; its warnings and errors still show.
         logging.getLogger("kafka").setLevel(logging.WARNING)
+    events: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        events.put(signum)  # only enqueue: the main loop does the work
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, on_signal)
+
     # Imported here so `opsagent --help` does not load kafka-python.
     from opsagent.pipelines.forward import ForwardPipeline, build
 
@@ -72,17 +80,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         pipelines = [build(fc, state_dir=cfg.state_dir, static_fields=fields, clock=clock,
                            registry=registry) for fc in forward]
-    except OpsagentError as e:
+    except (OpsagentError, OSError, ValueError) as e:
         log.error("cannot build pipelines", extra={"component": "forward", "error": str(e)})
         return 1
-
-    events: queue.SimpleQueue[int] = queue.SimpleQueue()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        events.put(signum)  # only enqueue: the main loop does the work
-
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, on_signal)
 
     stop = threading.Event()
     failed: list[str] = []
