@@ -25,7 +25,7 @@ from gorun.app import GorunApp, GorunOptions
 from gorun.crontab import load_crontab
 from gorun.errors import GorunError
 from gorun.expr import format_time, parse_expr
-from gorun.logfmt import KeyValueFormatter
+from gorun.logfmt import KeyValueFormatter, exempt_job_records
 from gorun.reaper import become_subreaper
 from opsagent.telemetry import jsonlog
 
@@ -139,6 +139,7 @@ def _next(args: argparse.Namespace) -> int:
 def _setup_logging(args: argparse.Namespace) -> None:
     level = "debug" if args.debug else "warning" if args.quiet else "info"
     jsonlog.setup(level, json_format=args.json)
+    exempt_job_records()
     if not args.json:
         for handler in logging.getLogger().handlers:
             handler.setFormatter(KeyValueFormatter())

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
+from opsagent.telemetry.jsonlog import RateLimitFilter
+
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -24,3 +26,24 @@ class KeyValueFormatter(logging.Formatter):
         if record.exc_info:
             parts.append("\n" + self.formatException(record.exc_info))
         return " ".join(parts)
+
+
+def exempt_job_records(logger_name: str = "gorun.job") -> None:
+    """Let per-run records through the root handlers' rate limit: a job failing every minute
+    must log every failure (each is a separate run), while gorun's own repeated warnings
+    stay rate-limited."""
+    for handler in logging.getLogger().handlers:
+        for flt in list(handler.filters):
+            if isinstance(flt, RateLimitFilter):
+                handler.removeFilter(flt)
+                handler.addFilter(_Exempt(flt, logger_name))
+
+
+class _Exempt(logging.Filter):
+    def __init__(self, inner: logging.Filter, logger_name: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.logger_name = logger_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == self.logger_name or bool(self.inner.filter(record))

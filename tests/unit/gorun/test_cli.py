@@ -95,3 +95,25 @@ def test_listen_address(addr: str, expected: tuple[str, int]) -> None:
 def test_listen_address_without_port_is_rejected() -> None:
     with pytest.raises(ValueError):
         _listen("localhost")
+
+
+def test_job_records_are_not_rate_limited_but_others_are() -> None:
+    import io
+    import logging
+
+    from gorun.logfmt import exempt_job_records
+    from opsagent.telemetry import jsonlog
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    out = io.StringIO()
+    try:
+        jsonlog.setup("info", json_format=True, stream=out)
+        exempt_job_records()
+        for _ in range(20):
+            logging.getLogger("gorun.job").warning("job failed")
+            logging.getLogger("gorun.daemon").warning("scheduled runs missed")
+        text = out.getvalue()
+        assert text.count('"job failed"') == 20
+        assert 0 < text.count('"scheduled runs missed"') < 20
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
