@@ -66,7 +66,10 @@ def _peer(name: str) -> str:
     """A peer's binary, running scripts/bench-peers once if it is missing."""
     exe = common.peer_path(name)
     if exe is None:
-        common.ensure_peers()
+        try:
+            common.ensure_peers()
+        except subprocess.CalledProcessError as e:
+            raise Unavailable(f"{name} not installed and scripts/bench-peers failed ({e})") from e
         exe = common.peer_path(name)
     if exe is None:
         raise Unavailable(f"{name} not installed and scripts/bench-peers did not install it")
