@@ -155,12 +155,15 @@ def create_kafka_python_producer(cfg: KafkaSinkConfig) -> Producer:
         lg.addFilter(listener)
     try:
         producer = KafkaProducer(**kwargs)
-    except KafkaTimeoutError:
+    except KafkaTimeoutError as e:
         for err in reversed(listener.errors):
             verdict = classify(err)
             if verdict.kind is Kind.FATAL:
                 raise FatalError(f"kafka: cannot connect to {','.join(cfg.bootstrap_servers)}: "
                                  f"{verdict.reason}: {err}") from err
+        causes = [x for x in listener.errors if not isinstance(x, KafkaTimeoutError)]
+        if causes:  # say why (refused, TLS verification, ...); still retriable
+            raise KafkaTimeoutError(f"{e}; last error: {causes[-1]}") from e
         raise
     except Exception as e:
         if classify(e).kind is Kind.FATAL:
