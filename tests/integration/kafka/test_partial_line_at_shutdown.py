@@ -4,6 +4,7 @@ line; after a restart the rest of that line arrives as its own record and nothin
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,13 @@ def test_partial_line_is_sent_at_shutdown_and_the_rest_after_restart(
     verdict = oracle.check(got, {"p": 15})
     assert verdict.lost == 0 and verdict.duplicates == 0, verdict.summary()
     assert os.path.exists(tmp_path / "state" / "crit.json")
+    # Metadata headers and key as consumers see them.
+    recs = kafka_broker.consume_all(topic)
+    h = dict(recs[3].headers)
+    assert h["node"] == b"test-node"
+    assert h["file"] == str(app).encode()
+    assert h["offset"] == str(3 * len(oracle.line("p", 0))).encode()
+    assert abs(int(h["timestamp"]) / 1000 - time.time()) < 600
+    st = app.stat()
+    assert {r.key for r in recs} == {recs[0].key}  # one file: one key, one partition
+    assert recs[0].key.decode().startswith(f"{st.st_dev}:{st.st_ino}:")
