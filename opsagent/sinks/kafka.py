@@ -1,21 +1,11 @@
 """The Kafka sink: delivers records with acks=all and idempotence, bounds what is in flight,
 re-sends after failures in per-file order, and reports which file offsets Kafka acknowledged.
 
-How it keeps its promises (docs/kafka.md, "Delivery"):
-- every record stays in the sink's memory until Kafka acknowledged it or it went to the
-  dead-letter file; `submit` blocks while more than `max_inflight_bytes` are held;
-- every send's future is checked; a failure is sorted by `kafka_errors.classify`:
-  RETRIABLE -> the producer is aborted at once, from the failing callback, so nothing later of
-  that file is sent before the failed record; once every future of that producer has completed,
-  a new producer is created after a backoff (exponential, jittered) and every unacknowledged
-  record is re-sent in order. What may duplicate: records that reached Kafka but whose
-  acknowledgement was lost with the aborted producer (at most the in-flight window);
-  REJECT -> the record goes to the dead-letter file and counts as handled;
-  FATAL -> the sink stops and `submit`/`poll_acked` raise FatalError;
-- `poll_acked` reports, per file key, the end offset up to which every record is handled.
-
-Threading: one caller thread uses submit / poll_acked / close; kafka-python's sender thread only
-runs the callbacks, which queue completions (and abort the producer on failure).
+docs/kafka.md ("Delivery") states the rules: records stay here until acknowledged or
+dead-lettered; a failure aborts the producer from its callback, then everything unacknowledged is
+re-sent in file order by a new one after a backoff; a REJECT error is proven by sending the record
+alone before it is dead-lettered; a FATAL one stops the sink. One caller thread uses submit /
+poll_acked / close; kafka-python's sender thread only runs the callbacks.
 """
 
 from __future__ import annotations
@@ -26,18 +16,18 @@ import queue
 import random
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import prometheus_client
 
 from opsagent.clock import Clock
 from opsagent.errors import FatalError
 from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_deadletter import DeadLetterFile, dead_letter_line
+from opsagent.sinks.kafka_deadletter import DeadLetterFile, DeadLetters
 from opsagent.sinks.kafka_errors import Kind, classify
 from opsagent.sinks.kafka_metrics import KafkaMetrics
 from opsagent.sinks.kafka_producer import Producer, ProducerFactory, create_kafka_python_producer
 from opsagent.sinks.kafka_types import (
+    Completion,
     Entry,
     OutRecord,
     SinkClosed,
@@ -64,9 +54,11 @@ class KafkaSink:
         self._clock = clock
         self._rng = rng or random.Random()
         self._factory = producer_factory or create_kafka_python_producer
-        self._dead = DeadLetterFile(dead_letter_dir, f"kafka-dead-letter-{name}",
-                                    cfg.dead_letter_max_bytes)
         self._m = KafkaMetrics.for_registry(registry, name)
+        self._dead = DeadLetters(DeadLetterFile(dead_letter_dir, f"kafka-dead-letter-{name}",
+                                                cfg.dead_letter_max_bytes),
+                                 pipeline=name, topic=cfg.topic, clock=clock,
+                                 counter=self._m.dead_letters)
         # The caller's state is guarded by _lock (never held while waiting); kafka-python's
         # callbacks touch only _done_q, _wake and, via _abort, _abort_lock.
         self._lock = threading.Lock()
@@ -77,7 +69,7 @@ class KafkaSink:
         self._n_sent = self._n_bytes = self._n_acked = 0
         self._key_bytes: dict[str, bytes] = {}
         self._topic = cfg.topic
-        self._done_q: queue.SimpleQueue[_Completion] = queue.SimpleQueue()
+        self._done_q: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self._files: dict[str, collections.deque[Entry]] = {}
         self._acks: dict[str, int] = {}
         self._inflight_bytes = 0
@@ -248,7 +240,7 @@ class KafkaSink:
             # topic authorization from metadata): a REJECT is certain, the producer still fine.
             entry.alone = True
             self._outstanding[gen] += 1
-            done = _Completion(self, entry, gen)
+            done = Completion(self, entry, gen)
             done.exc = e
             self._done_q.put(done)
             if classify(e).kind is not Kind.REJECT:
@@ -259,11 +251,11 @@ class KafkaSink:
         self._n_bytes += len(rec.value)
         # One small object per send serves as callback and errback: fewer allocations per
         # record matter here (they drive the garbage collector on the hot path).
-        done = _Completion(self, entry, gen)
+        done = Completion(self, entry, gen)
         fut.add_callback(done)
         fut.add_errback(done)
 
-    def _on_done(self, done: _Completion) -> None:
+    def on_completion(self, done: Completion) -> None:
         """Callback (kafka-python's sender thread): queue the result; on any failure abort the
         producer before it sends anything more. (After a non-retriable batch error kafka-python
         3.x puts an idempotent producer in a fatal state and fails every other batch with the
@@ -353,7 +345,7 @@ class KafkaSink:
             if self._fence_cause is None:
                 self._fence_cause = f"{verdict.reason}: {exc}"
         if verdict.kind is Kind.REJECT and entry.alone:
-            self._dead_letter(entry, verdict.reason, exc)
+            self._dead.write(entry.rec, verdict.reason, exc)
             self._settle(entry)
         elif verdict.kind is Kind.REJECT:
             # Maybe this record, maybe its batch or producer: prove it by sending it alone.
@@ -380,12 +372,8 @@ class KafkaSink:
         with self._abort_lock:
             producer, self._producer = self._producer, None
         self._alone = None
-        delay = 0.0  # a fence only to isolate or after a dead letter: reconnect at once
-        if self._needs_backoff:
-            self._attempt += 1
-            delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
-                                 self.cfg.retry_backoff_max_secs, self._rng)
-        self._retry_at = self._clock.monotonic() + delay
+        # A fence only to isolate a suspect or after a dead letter reconnects at once.
+        delay = self._schedule_retry(backoff=self._needs_backoff)
         self._m.producer_resets.inc()
         log.log(logging.WARNING if self._needs_backoff else logging.INFO,
                 "kafka producer replaced; unacknowledged records are re-sent in file order",
@@ -402,6 +390,15 @@ class KafkaSink:
                 log.warning("closing the aborted producer failed",
                             extra={"component": "kafka", "pipeline": self.name, "error": str(e)})
 
+    def _schedule_retry(self, *, backoff: bool) -> float:
+        delay = 0.0
+        if backoff:
+            self._attempt += 1
+            delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
+                                 self.cfg.retry_backoff_max_secs, self._rng)
+        self._retry_at = self._clock.monotonic() + delay
+        return delay
+
     def _connect(self) -> None:
         try:
             producer = self._factory(self.cfg)
@@ -414,10 +411,7 @@ class KafkaSink:
                 self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {e}"))
                 return
             self._m.errors.labels(self.name, verdict.reason).inc()
-            self._attempt += 1
-            delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
-                                 self.cfg.retry_backoff_max_secs, self._rng)
-            self._retry_at = self._clock.monotonic() + delay
+            delay = self._schedule_retry(backoff=True)
             log.warning("kafka unreachable; retrying", extra={
                 "component": "kafka", "pipeline": self.name, "error": str(e),
                 "retry_in_secs": round(delay, 3)})
@@ -452,43 +446,3 @@ class KafkaSink:
             log.error("kafka sink stopped", extra={"component": "kafka", "pipeline": self.name,
                                                    "error": str(err)})
         self._abort(self._gen)
-
-    def _dead_letter(self, entry: Entry, reason: str, exc: BaseException) -> None:
-        rec = entry.rec
-        self._m.dead_letters.labels(self.name, reason).inc()
-        line = dead_letter_line(
-            ts=self._clock.time(), pipeline=self.name, topic=self.cfg.topic, key=rec.key,
-            end=rec.end, reason=reason, error=str(exc), headers=rec.headers, value=rec.value,
-            max_value_bytes=max(0, self._dead.generation_bytes - 4096))
-        extra: dict[str, Any] = {"component": "kafka", "pipeline": self.name, "file": rec.key,
-                                 "end": rec.end, "reason": reason, "error": str(exc)}
-        before = self._dead.discarded_generations
-        try:
-            self._dead.append(line)
-        except OSError as e:
-            self._m.dead_letters.labels(self.name, "write_failed").inc()
-            log.error("cannot write dead letter; record dropped",
-                      extra={**extra, "write_error": str(e)})
-            return
-        if self._dead.discarded_generations > before:
-            self._m.dead_letters.labels(self.name, "generation_discarded").inc()
-        log.warning("record sent to the dead-letter file", extra={**extra,
-                                                                  "path": self._dead.path})
-
-
-class _Completion:
-    """The outcome of one send: called by kafka-python with the record metadata (success) or
-    the exception (failure), then queued for the sink's caller thread."""
-
-    __slots__ = ("entry", "exc", "gen", "sink")
-
-    def __init__(self, sink: KafkaSink, entry: Entry, gen: int) -> None:
-        self.sink = sink
-        self.entry = entry
-        self.gen = gen
-        self.exc: BaseException | None = None
-
-    def __call__(self, result: object) -> None:
-        if isinstance(result, BaseException):
-            self.exc = result
-        self.sink._on_done(self)

@@ -16,9 +16,17 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from opsagent.clock import Clock
+
+if TYPE_CHECKING:
+    from opsagent.sinks.kafka_types import OutRecord
+
+log = logging.getLogger("opsagent.kafka")
 
 
 def _text_or_b64(data: bytes) -> tuple[str, bool]:
@@ -86,3 +94,40 @@ class DeadLetterFile:
                 view = view[n:]
         finally:
             os.close(fd)
+
+
+class DeadLetters:
+    """Writes a record Kafka can never accept to the dead-letter file, with its metric and log
+    line. `counter` is the sink's opsagent_kafka_dead_letter family (labels pipeline, reason)."""
+
+    def __init__(self, file: DeadLetterFile, *, pipeline: str, topic: str, clock: Clock,
+                 counter: Any) -> None:
+        self.file = file
+        self.pipeline = pipeline
+        self.topic = topic
+        self.clock = clock
+        self.counter = counter
+
+    def write(self, rec: OutRecord, reason: str, exc: BaseException) -> None:
+        """Never raises: a dead letter that cannot be written is logged and counted
+        (reason "write_failed"); the record is handled either way, Kafka will not take it."""
+        self.counter.labels(self.pipeline, reason).inc()
+        line = dead_letter_line(
+            ts=self.clock.time(), pipeline=self.pipeline, topic=self.topic, key=rec.key,
+            end=rec.end, reason=reason, error=str(exc), headers=rec.headers, value=rec.value,
+            max_value_bytes=max(0, self.file.generation_bytes - 4096))
+        extra: dict[str, Any] = {"component": "kafka", "pipeline": self.pipeline,
+                                 "file": rec.key, "end": rec.end, "reason": reason,
+                                 "error": str(exc)}
+        before = self.file.discarded_generations
+        try:
+            self.file.append(line)
+        except OSError as e:
+            self.counter.labels(self.pipeline, "write_failed").inc()
+            log.error("cannot write dead letter; record dropped",
+                      extra={**extra, "write_error": str(e)})
+            return
+        if self.file.discarded_generations > before:
+            self.counter.labels(self.pipeline, "generation_discarded").inc()
+        log.warning("record sent to the dead-letter file", extra={**extra,
+                                                                  "path": self.file.path})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Protocol
 
 from opsagent.errors import RetriableError
 
@@ -58,3 +59,26 @@ def record_size(rec: OutRecord) -> int:
     for k, v in rec.headers:
         n += len(k) + len(v)
     return n
+
+
+class CompletionSink(Protocol):
+    def on_completion(self, done: Completion) -> None: ...
+
+
+class Completion:
+    """The outcome of one send: called by kafka-python with the record metadata (success) or
+    the exception (failure); one object serves as callback and errback (fewer allocations per
+    record: they drive the garbage collector on the hot path)."""
+
+    __slots__ = ("entry", "exc", "gen", "sink")
+
+    def __init__(self, sink: CompletionSink, entry: Entry, gen: int) -> None:
+        self.sink = sink
+        self.entry = entry
+        self.gen = gen
+        self.exc: BaseException | None = None
+
+    def __call__(self, result: object) -> None:
+        if isinstance(result, BaseException):
+            self.exc = result
+        self.sink.on_completion(self)
