@@ -37,3 +37,23 @@ def test_two_generations_bound_the_size(tmp_path: Path) -> None:
     assert dl.discarded_generations >= 1
     assert all(json.loads(x)["end"] == 9 for x in cur.read_text().splitlines())
     assert oct(cur.stat().st_mode & 0o777) == "0o600"
+
+
+def test_unwritable_dead_letter_is_counted_and_does_not_raise(tmp_path: Path) -> None:
+    import prometheus_client
+
+    from opsagent.clock import FakeClock
+    from opsagent.sinks.kafka_deadletter import DeadLetters
+    from opsagent.sinks.kafka_types import OutRecord
+
+    registry = prometheus_client.CollectorRegistry()
+    counter = prometheus_client.Counter("dl", "", ["pipeline", "reason"], registry=registry)
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the directory should be")
+    dl = DeadLetters(DeadLetterFile(str(blocker), "dl", 1000), pipeline="p", topic="t",
+                     clock=FakeClock(), counter=counter)
+    dl.write(OutRecord(key="k", value=b"v", headers=[], end=1), "record_too_large",
+             RuntimeError("x"))
+    assert registry.get_sample_value("dl_total", {"pipeline": "p", "reason": "write_failed"}) == 1
+    assert registry.get_sample_value(
+        "dl_total", {"pipeline": "p", "reason": "record_too_large"}) == 1
