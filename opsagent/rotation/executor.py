@@ -16,6 +16,7 @@ import os
 import secrets
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 
 import zstandard
@@ -58,13 +59,23 @@ def snapshot(
                 kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
                 skipped.append((name, kind))
                 continue
-            entries.append(Entry(name, st.st_size, st.st_blocks * 512, st.st_mtime, st.st_nlink))
+            entries.append(Entry(name, st.st_size, st.st_blocks * 512, st.st_mtime, st.st_nlink,
+                                 st.st_ino))
     entries.sort(key=lambda e: e.name)
-    return DirSnapshot(path, tuple(entries), tuple(skipped))
+    return DirSnapshot(path, tuple(entries), tuple(skipped), os.fstat(dir_fd).st_dev)
+
+
+class Stopping(Exception):
+    """The agent is stopping: an action in progress was abandoned cleanly (temp file removed)."""
 
 
 class Executor:
-    """Executes actions inside one directory fd. `run_hook` runs a post-rotate argv (no shell)."""
+    """Executes actions inside one directory fd. `run_hook` runs a post-rotate argv (no shell).
+
+    `fault` is called with the name of each step that a crash could interrupt
+    ("compress:written", "compress:renamed", "rotate:renamed", "copytruncate:copied",
+    "copytruncate:renamed", "compress:chunk"); the crash tests make it kill the process there.
+    Setting `stop` abandons a compression or copy in progress at the next chunk."""
 
     def __init__(
         self,
@@ -73,22 +84,31 @@ class Executor:
         post_rotate_argv: Sequence[str] = (),
         post_rotate_timeout_secs: float = 30.0,
         run_hook: Callable[[Sequence[str], float], int] | None = None,
+        fault: Callable[[str], None] | None = None,
     ) -> None:
         self.compress_level = compress_level
         self.post_rotate_argv = tuple(post_rotate_argv)
         self.post_rotate_timeout = post_rotate_timeout_secs
         self.run_hook = run_hook or _run_hook
+        self.fault = fault or _no_fault
+        self.stop = threading.Event()
+
+    def post_rotate(self) -> int:
+        """Run post_rotate_argv once (after a pass's rename rotations); its exit status."""
+        return self.run_hook(self.post_rotate_argv, self.post_rotate_timeout)
 
     def execute(self, dir_fd: int, action: Action) -> Outcome:
-        dir_dev = os.fstat(dir_fd).st_dev
         try:
             if action.kind == "rotate" and action.method == "skip":
                 return Outcome(action, "skipped", action.reason)
+            dir_dev = os.fstat(dir_fd).st_dev
             fn = getattr(self, f"_do_{action.kind}")
             out: Outcome = fn(dir_fd, dir_dev, action)
             return out
         except safefs.UnsafeFile as e:
             return Outcome(action, "refused", e.reason)
+        except Stopping:
+            return Outcome(action, "skipped", "agent stopping")
         except FileNotFoundError:
             return Outcome(action, "skipped", "vanished")
         except FileExistsError:
@@ -103,6 +123,8 @@ class Executor:
         st = os.stat(a.name, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             raise safefs.UnsafeFile(a.name, "is a directory")
+        if a.name.startswith(TEMP_PREFIX + _PROCESS_TAG):
+            return Outcome(a, "skipped", "in use by this agent")
         os.unlink(a.name, dir_fd=dir_fd)
         return Outcome(a, "done")
 
@@ -111,6 +133,18 @@ class Executor:
         safefs.check_regular(a.name, st, dir_dev)
         safefs.unlink_if_same(dir_fd, a.name, st)
         return Outcome(a, "done", bytes_in=st.st_blocks * 512)
+
+    def _do_finish_rename(self, dir_fd: int, dir_dev: int, a: Action) -> Outcome:
+        # link(active, archive) was done, unlink(active) was not (rename_noreplace's fallback
+        # crashed in between): drop the old name, as the rename would have.
+        st = os.stat(a.name, dir_fd=dir_fd, follow_symlinks=False)
+        other = os.stat(a.target, dir_fd=dir_fd, follow_symlinks=False)
+        if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 2 and st.st_dev == dir_dev
+                and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)):
+            raise safefs.UnsafeFile(a.name, "has more than one hard link")
+        safefs.unlink_if_same(dir_fd, a.name, st)
+        safefs.fsync_dir(dir_fd)
+        return Outcome(a, "done", bytes_in=st.st_size)
 
     def _do_truncate(self, dir_fd: int, dir_dev: int, a: Action) -> Outcome:
         fd, st = safefs.open_regular(dir_fd, a.name, os.O_WRONLY, dir_dev)
@@ -123,71 +157,77 @@ class Executor:
     def _do_rotate(self, dir_fd: int, dir_dev: int, a: Action) -> Outcome:
         if a.method == "copytruncate":
             return self._copytruncate(dir_fd, dir_dev, a)
-        fd, st = safefs.open_regular(dir_fd, a.name, os.O_RDONLY, dir_dev)
-        os.close(fd)
-        if not safefs.same_file(dir_fd, a.name, st):
-            return Outcome(a, "skipped", "replaced while rotating")
+        # A rename never opens the file: lstat is enough to refuse what we must not touch.
+        st = os.stat(a.name, dir_fd=dir_fd, follow_symlinks=False)
+        safefs.check_regular(a.name, st, dir_dev)
         safefs.rename_noreplace(dir_fd, a.name, a.target)
         safefs.fsync_dir(dir_fd)
-        if self.post_rotate_argv:
-            rc = self.run_hook(self.post_rotate_argv, self.post_rotate_timeout)
-            if rc != 0:
-                return Outcome(a, "done", f"post_rotate_argv exited {rc}", bytes_in=st.st_size)
+        self.fault("rotate:renamed")
         return Outcome(a, "done", bytes_in=st.st_size)
 
     def _copytruncate(self, dir_fd: int, dir_dev: int, a: Action) -> Outcome:
-        src, _st = safefs.open_regular(dir_fd, a.name, os.O_RDWR, dir_dev)
+        # Copy into a temp file and rename it into place before truncating: a crash leaves
+        # either the source untouched (+ a temp the next pass removes), or a complete archive
+        # of a prefix of the source plus the untouched source (the next pass archives it again:
+        # duplicated, never lost). docs/rotation.md "copytruncate".
+        src, st = safefs.open_regular(dir_fd, a.name, os.O_RDWR, dir_dev)
         try:
-            dst = safefs.create_excl(dir_fd, a.target)
-            copied = 0
+            safefs.check_sparse(a.name, st)
+            tmp = _temp_name()
+            dst = safefs.create_excl(dir_fd, tmp)
             try:
-                # Copy, make the copy durable (slow), then catch up with what was appended
-                # meanwhile (fast) and truncate at once: the loss window is the gap between the
-                # last read reaching EOF and ftruncate (docs/rotation.md measures it).
-                copied += _copy_range(src, dst, 0, os.fstat(src).st_size)
-                os.fsync(dst)
+                try:
+                    copied = self._copy(src, dst, 0, st.st_size)
+                    self.fault("copytruncate:copied")
+                    os.fsync(dst)
+                    safefs.rename_noreplace(dir_fd, tmp, a.target)
+                except BaseException:
+                    _unlink_quietly(dir_fd, tmp)
+                    raise
+                safefs.fsync_dir(dir_fd)
+                self.fault("copytruncate:renamed")
+                # Catch up with what was appended meanwhile, then truncate at once: the loss
+                # window is the gap between the last read reaching EOF and ftruncate.
                 for _ in range(8):
-                    n = _copy_range(src, dst, copied, 1 << 62)
+                    cur = os.fstat(src)
+                    safefs.check_sparse(a.name, cur)   # extended with holes meanwhile: stop
+                    n = self._copy(src, dst, copied, cur.st_size - copied, stoppable=False)
                     copied += n
                     if n == 0:
                         break
-            except BaseException:
-                os.close(dst)
-                os.unlink(a.target, dir_fd=dir_fd)
-                raise
-            os.ftruncate(src, 0)
-            try:
+                os.ftruncate(src, 0)
                 os.fsync(dst)
             finally:
                 os.close(dst)
-            safefs.fsync_dir(dir_fd)
         finally:
             os.close(src)
         return Outcome(a, "done", bytes_in=copied)
 
     def _do_compress(self, dir_fd: int, dir_dev: int, a: Action) -> Outcome:
         src, st = safefs.open_regular(dir_fd, a.name, os.O_RDONLY, dir_dev)
-        tmp = TEMP_PREFIX + secrets.token_hex(8)
+        tmp = _temp_name()
         try:
+            safefs.check_sparse(a.name, st)
             out = safefs.create_excl(dir_fd, tmp)
             try:
-                written, read = _compress(src, out, self.compress_level)
-                os.fsync(out)
-            except BaseException:
-                os.close(out)
-                os.unlink(tmp, dir_fd=dir_fd)
-                raise
-            os.close(out)
-            if os.fstat(src).st_size != read:
-                # Still being written (an app that has not reopened yet): try again later.
-                os.unlink(tmp, dir_fd=dir_fd)
-                return Outcome(a, "skipped", "archive still growing")
-            try:
+                try:
+                    # Read what the file held when opened, no more: a writer extending it
+                    # meanwhile (with holes, to a terabyte) cannot keep us busy.
+                    written, read = self._compress(src, out, st.st_size)
+                    os.fsync(out)
+                finally:
+                    os.close(out)
+                self.fault("compress:written")
+                if os.fstat(src).st_size != read:
+                    # Still being written (an app that has not reopened yet): try again later.
+                    os.unlink(tmp, dir_fd=dir_fd)
+                    return Outcome(a, "skipped", "archive still growing")
                 safefs.rename_noreplace(dir_fd, tmp, a.target)
             except BaseException:
-                os.unlink(tmp, dir_fd=dir_fd)
+                _unlink_quietly(dir_fd, tmp)
                 raise
             safefs.fsync_dir(dir_fd)
+            self.fault("compress:renamed")
             safefs.unlink_if_same(dir_fd, a.name, st)
             return Outcome(a, "done", bytes_in=read, bytes_out=written)
         finally:
@@ -198,49 +238,78 @@ class Executor:
         os.close(src)
         zfd, _ = safefs.open_regular(dir_fd, a.target, os.O_RDONLY, dir_dev)
         try:
-            total = _verify_zst(zfd)
+            total = _verify_zst(zfd, limit=st.st_size)
         finally:
             os.close(zfd)
         if total != st.st_size:
-            os.unlink(a.target, dir_fd=dir_fd)  # incomplete: compress again next pass
+            os.unlink(a.target, dir_fd=dir_fd)  # incomplete or not ours: compress again
             return Outcome(a, "done", "compressed copy was incomplete: removed, to be redone")
         safefs.unlink_if_same(dir_fd, a.name, st)
         return Outcome(a, "done", bytes_in=st.st_size)
 
+    # -- data movers -----------------------------------------------------------------------
 
-def _copy_range(src: int, dst: int, offset: int, count: int) -> int:
-    done = 0
-    while done < count:
-        chunk = os.pread(src, min(CHUNK, count - done), offset + done)
-        if not chunk:
-            break
-        view = memoryview(chunk)
-        while view:
-            n = os.write(dst, view)
-            view = view[n:]
-        done += len(chunk)
-    return done
+    def _copy(self, src: int, dst: int, offset: int, count: int, *,
+              stoppable: bool = True) -> int:
+        done = 0
+        while done < count:
+            if stoppable and self.stop.is_set():
+                raise Stopping()
+            chunk = os.pread(src, min(CHUNK, count - done), offset + done)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                n = os.write(dst, view)
+                view = view[n:]
+            done += len(chunk)
+        return done
+
+    def _compress(self, src: int, out: int, limit: int) -> tuple[int, int]:
+        # zstandard releases the GIL while compressing: archives compress in parallel threads.
+        cctx = zstandard.ZstdCompressor(level=self.compress_level, write_checksum=True)
+        read = written = 0
+        with os.fdopen(os.dup(out), "wb", closefd=True) as fh:
+            with cctx.stream_writer(fh, closefd=False) as w:
+                while read < limit:
+                    self.fault("compress:chunk")
+                    if self.stop.is_set():
+                        raise Stopping()
+                    chunk = os.pread(src, min(CHUNK, limit - read), read)
+                    if not chunk:
+                        break
+                    read += len(chunk)
+                    w.write(chunk)
+            fh.flush()
+            written = fh.tell()
+        return written, read
 
 
-def _compress(src: int, out: int, level: int) -> tuple[int, int]:
-    # zstandard releases the GIL while compressing: archives compress in parallel threads.
-    cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
-    read = written = 0
-    with os.fdopen(os.dup(out), "wb", closefd=True) as fh:
-        with cctx.stream_writer(fh, closefd=False) as w:
-            while True:
-                chunk = os.read(src, CHUNK)
-                if not chunk:
-                    break
-                read += len(chunk)
-                w.write(chunk)
-        fh.flush()
-        written = fh.tell()
-    return written, read
+# Temp files of this process carry its tag: a pass of another policy sharing the directory
+# must not remove a temp file a compression of ours is writing right now. A crashed agent's
+# temps carry another tag and are removed by the next pass.
+_PROCESS_TAG = secrets.token_hex(4) + "."
 
 
-def _verify_zst(fd: int) -> int:
-    """Decompress fully (the frame checksum is verified); return the decompressed length."""
+def _temp_name() -> str:
+    return TEMP_PREFIX + _PROCESS_TAG + secrets.token_hex(8)
+
+
+def _unlink_quietly(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def _no_fault(step: str) -> None:
+    pass
+
+
+def _verify_zst(fd: int, *, limit: int) -> int:
+    """Decompress fully (the frame checksum is verified); return the decompressed length, or
+    -1 if the data is corrupt or inflates past `limit` (the original's size: a bomb planted
+    next to an archive is not inflated further)."""
     dctx = zstandard.ZstdDecompressor()
     total = 0
     with os.fdopen(os.dup(fd), "rb", closefd=True) as fh:
@@ -248,6 +317,8 @@ def _verify_zst(fd: int) -> int:
             reader = dctx.stream_reader(fh)
             while chunk := reader.read(CHUNK):
                 total += len(chunk)
+                if total > limit:
+                    return -1
         except zstandard.ZstdError:
             return -1
     return total

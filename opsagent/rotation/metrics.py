@@ -1,4 +1,5 @@
-"""Prometheus metrics of the rotation job (labels: policy, and a quota group per directory/pod)."""
+"""Prometheus metrics of the rotation job (labels: policy, and a quota group per directory/pod;
+the series of a group are removed when it disappears, so labels stay bounded by the live tree)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ class RotationMetrics:
                                    ["policy"], registry=registry)
         self.usage = Gauge(f"{p}quota_usage_bytes", "Allocated bytes per quota group",
                            ["policy", "group"], registry=registry)
-        self.breaches = Counter(f"{p}quota_breaches", "Passes ending over a quota limit",
-                                ["policy", "limit"], registry=registry)
+        self.breaches = Counter(f"{p}quota_breaches",
+                                "Passes ending over a quota limit, per quota group",
+                                ["policy", "group", "limit"], registry=registry)
         self.forced_undelivered = Counter(
             f"{p}forced_undelivered_bytes",
             "Bytes not yet delivered by the forwarder that the hard limit forced us to touch",

@@ -2,12 +2,14 @@
 
 Archives are date-stamped, never renumbered: `app.log` rotates to `app.log.20261126-071500`
 (UTC), compressed to `app.log.20261126-071500.zst`; a second rotation within the same second
-adds `.1`, `.2`. Temporary files are `.opsagent-tmp.<anything>`. Retention only ever touches
+adds `.1`, `.2`. A stamp must be a real UTC time (so `app.log.99999999-999999` is not ours).
+Temporary files are `.opsagent-tmp.<anything>`. Retention only ever touches
 names of exactly these shapes whose active log matches the policy's include globs.
 """
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import fnmatch
 import re
@@ -44,12 +46,22 @@ def classify(name: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> N
     if name.startswith(TEMP_PREFIX):
         return Name("temp", "")
     m = _ARCHIVE.match(name)
-    if m and _matches(m["active"], include, exclude):
+    if m and _valid_stamp(m["stamp"]) and _matches(m["active"], include, exclude):
         return Name("compressed" if m["zst"] else "archive", m["active"], m["stamp"],
                     int(m["seq"] or 0))
     if _matches(name, include, exclude):
         return Name("active", name)
     return None
+
+
+def _valid_stamp(stamp: str) -> bool:
+    # Only stamps we could have written: "99999999-999999" or a 30th of February is not ours
+    # (and would make every later date computation raise).
+    try:
+        t = stamp_time(stamp)
+    except (ValueError, OverflowError):
+        return False
+    return stamp_of(t) == stamp
 
 
 def stamp_of(t: float) -> str:
@@ -58,8 +70,6 @@ def stamp_of(t: float) -> str:
 
 def stamp_time(stamp: str) -> float:
     """Seconds since the epoch of an archive stamp (UTC)."""
-    import calendar
-
     return float(calendar.timegm(time.strptime(stamp, "%Y%m%d-%H%M%S")))
 
 

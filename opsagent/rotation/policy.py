@@ -30,6 +30,7 @@ class Entry:
     alloc: int        # allocated bytes (st_blocks * 512): what the quota counts
     mtime: float
     nlink: int = 1
+    ino: int = 0      # pairs the two names of an interrupted link + unlink rename
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,9 +38,11 @@ class DirSnapshot:
     path: str
     entries: tuple[Entry, ...]
     skipped: tuple[tuple[str, str], ...] = ()   # (name, reason) of names we refuse to touch
+    dev: int = 0                                # st_dev of the directory
 
 
-ActionKind = Literal["remove_temp", "finish_compress", "rotate", "compress", "delete", "truncate"]
+ActionKind = Literal["remove_temp", "finish_compress", "finish_rename", "rotate", "compress",
+                     "delete", "truncate"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,6 +101,11 @@ class _Arch:
         return os.path.join(self.directory, self.name)
 
 
+def is_sparse(size: int, alloc: int) -> bool:
+    """Mostly holes: copying or compressing it reads (a copy allocates) its full apparent size."""
+    return size > SPARSE_MIN_BYTES and alloc * 2 < size
+
+
 def _path(f: _File) -> str:
     return os.path.join(f.directory, f.entry.name)
 
@@ -141,23 +149,41 @@ def plan(
         files = groups.setdefault(group, [])
         names = {e.name for e in snap.entries}
         all_names[snap.path] = names | {n for n, _ in snap.skipped}
+        linked: dict[int, list[tuple[Entry, Name]]] = {}
         for e in snap.entries:
             role = classify(e.name, cfg.include, cfg.exclude)
             if role is None:
                 continue
-            if e.nlink != 1:
-                skipped.append((os.path.join(snap.path, e.name), "has more than one hard link"))
-                continue
-            usage[group] = usage.get(group, 0) + e.alloc
             if role.kind == "temp":
+                # Only a name goes: safe even for a hard link (a crash inside rename's
+                # link + unlink fallback leaves the temp linked to the finished archive).
+                usage[group] = usage.get(group, 0) + (e.alloc if e.nlink == 1 else 0)
                 actions.append(Action("remove_temp", snap.path, e.name, "leftover temporary file"))
                 continue
+            if e.nlink != 1:
+                linked.setdefault(e.ino, []).append((e, role))
+                continue
+            usage[group] = usage.get(group, 0) + e.alloc
             if role.kind == "archive" and e.name + ZST in names:
                 actions.append(Action("finish_compress", snap.path, e.name,
                                       "compressed copy exists; verify it and remove the original",
                                       target=e.name + ZST))
                 continue
             files.append(_File(snap.path, e, role))
+        for ino, pair in linked.items():
+            # Hard-linked names still take space: counted once, never touched - except the two
+            # names a rename that fell back to link + unlink left when interrupted.
+            usage[group] = usage.get(group, 0) + pair[0][0].alloc
+            if ino and len(pair) == 2:
+                (act, act_role), (arc, arc_role) = sorted(pair, key=lambda p: p[1].kind != "active")
+                if (act.nlink == 2 and act_role.kind == "active" and arc_role.kind == "archive"
+                        and arc_role.active == act.name):
+                    actions.append(Action("finish_rename", snap.path, act.name,
+                                          "interrupted rename (link + unlink): drop the old name",
+                                          target=arc.name))
+                    continue
+            skipped.extend((os.path.join(snap.path, e.name), "has more than one hard link")
+                           for e, _ in pair)
 
     breaches: list[Breach] = []
     for group, files in groups.items():
@@ -196,6 +222,11 @@ def _plan_group(
         reason = _rotation_reason(f, cfg, now, last_rotated.get(_path(f)),
                                   archives.get((f.directory, f.entry.name), []))
         if not reason:
+            continue
+        if cfg.method == "copytruncate" and is_sparse(f.entry.size, f.entry.alloc):
+            actions.append(Action("rotate", f.directory, f.entry.name,
+                                  f"{reason}, but it is sparse (mostly holes): a copy would "
+                                  "allocate its full size", method="skip"))
             continue
         if cfg.method == "copytruncate" and undelivered.get(_path(f), 0):
             # Truncating would destroy bytes the forwarder still has to read.
@@ -257,7 +288,7 @@ def _plan_group(
                 continue
             if cfg.delay_compress and newest[(a.directory, a.active)] == a.name and not over_soft:
                 continue
-            if a.size > SPARSE_MIN_BYTES and a.alloc * 2 < a.size:
+            if is_sparse(a.size, a.alloc):
                 # A mostly-hole file (e.g. 1 TB sparse) would cost hours of CPU to compress for
                 # nothing: the quota counts its blocks, retention deletes it in time.
                 continue
@@ -265,31 +296,38 @@ def _plan_group(
                 undelivered.get(os.path.join(a.directory, a.active), 0) if a.fresh else 0)
             if und and not (cfg.hard_limit and usage_after > cfg.hard_limit):
                 continue
-            compressing.add(a.name)
+            compressing.add(a.path())
             why = "over the soft quota" if over_soft and not cfg.compress else "compress archive"
             actions.append(Action("compress", a.directory, a.name, why, target=a.name + ZST,
                                   undelivered_bytes=und))
 
-    # 4. Quota. Compression savings are unknown until done: the next pass sees them, so the soft
-    # limit deletes only when nothing is left to compress; the hard limit does not wait.
+    # 4. Quota. Compression savings are unknown until done: the next pass sees them. Under the
+    # hard limit, delete only what even the best case (every pending compression shrinking to
+    # nothing) leaves over the soft limit - so an archive that can never be compressed (still
+    # growing, say) does not hold up the quota forever. Over the hard limit, do not wait.
     breaches: list[Breach] = []
     if not cfg.soft_limit or usage_after <= cfg.soft_limit:
         return actions, breaches
     hard = cfg.hard_limit
     over_hard = bool(hard) and usage_after > hard
-    if compressing and not over_hard:
-        return actions, breaches
+    pending = 0 if over_hard else sum(a.alloc for a in remaining if a.path() in compressing)
     target_bytes = cfg.soft_limit
+    dropped: set[str] = set()
     for a in sorted(remaining, key=lambda a: (a.stamp, a.seq)):
-        if usage_after <= target_bytes:
+        if usage_after - pending <= target_bytes:
             break
-        if a.fresh:
+        if a.fresh or (a.path() in compressing and not over_hard):
             continue
         und = undelivered.get(a.path(), 0)
         if und and not (hard and usage_after > hard):
             continue
         usage_after -= a.alloc
+        dropped.add(a.path())
         actions.append(_delete(a, f"quota: group usage over {target_bytes} bytes", undelivered))
+    if dropped:   # no point compressing what the hard limit deletes now
+        actions = [x for x in actions
+                   if not (x.kind == "compress" and os.path.join(x.directory, x.name) in dropped)]
+    usage_after -= pending
     if usage_after > target_bytes:
         breaches.append(Breach(group, "soft", usage_after, target_bytes))
     if hard and usage_after > hard:

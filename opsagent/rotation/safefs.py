@@ -2,10 +2,11 @@
 
 Every operation is relative to a directory file descriptor that was opened component by
 component with O_NOFOLLOW, so a symlink or a swapped directory can never lead outside the tree.
-Files are opened with O_NOFOLLOW|O_NONBLOCK (a FIFO cannot block us) and checked after open with
-fstat: a regular file, one link (a hard link could point at /etc/shadow on the same filesystem),
-on the directory's device. New files are created with O_EXCL, renames never replace a target
-(renameat2 RENAME_NOREPLACE, or link + unlink where the kernel lacks it).
+Files are looked at with O_PATH|O_NOFOLLOW (no driver open, no FIFO connection), checked with
+fstat - a regular file, one link (a hard link could point at /etc/shadow on the same filesystem),
+on the directory's device - and only then reopened through /proc/self/fd. New files are
+created with O_EXCL, renames never replace a target (renameat2 RENAME_NOREPLACE, or link + unlink
+where the filesystem lacks it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import errno
 import fnmatch
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+from opsagent.rotation.policy import is_sparse
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_FILE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -58,58 +61,108 @@ def split_trusted(pattern: str) -> tuple[str, list[str]]:
     return "/" + "/".join(parts[:-1]), parts[-1:]
 
 
-def open_dirs(pattern: str) -> Iterator[tuple[str, int]]:
+def open_dirs(pattern: str, *, on_error: Callable[[str, OSError], None] | None = None
+              ) -> Iterator[tuple[str, int]]:
     """Yield (path, dir_fd) for every directory matching `pattern`, walking below the trusted
     prefix with O_NOFOLLOW. The caller closes each fd. Entries that vanish, or turn out to be
-    symlinks or non-directories when opened, are skipped."""
+    symlinks or non-directories when opened, are skipped; any other failure (out of file
+    descriptors, I/O error) is passed to `on_error` and that directory skipped, never silently."""
     prefix, comps = split_trusted(pattern)
+    report = on_error or _ignore
     try:
         root = os.open(prefix, O_DIR & ~os.O_NOFOLLOW)
-    except OSError:
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            report(prefix, e)
         return
-    yield from _walk(prefix, root, comps)
+    yield from _walk(prefix, root, comps, report)
 
 
-def _walk(path: str, fd: int, comps: list[str]) -> Iterator[tuple[str, int]]:
+_EXPECTED = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR)
+
+
+def _ignore(path: str, e: OSError) -> None:
+    pass
+
+
+def _walk(path: str, fd: int, comps: list[str], report: Callable[[str, OSError], None]
+          ) -> Iterator[tuple[str, int]]:
     if not comps:
         yield path, fd
         return
     head, rest = comps[0], comps[1:]
     try:
         if any(c in head for c in "*?["):
-            with os.scandir(fd) as it:
-                names = sorted(e.name for e in it
-                               if fnmatch.fnmatchcase(e.name, head)
-                               and e.is_dir(follow_symlinks=False))
+            try:
+                with os.scandir(fd) as it:
+                    names = sorted(e.name for e in it
+                                   if fnmatch.fnmatchcase(e.name, head)
+                                   and e.is_dir(follow_symlinks=False))
+            except OSError as e:
+                report(path, e)
+                return
         else:
             names = [head]
         for name in names:
             try:
                 child = os.open(name, O_DIR, dir_fd=fd)
-            except OSError:
-                continue  # vanished, a symlink (ELOOP), or not a directory
-            yield from _walk(os.path.join(path, name), child, rest)
+            except OSError as e:
+                if e.errno not in _EXPECTED:   # vanished, a symlink, not a directory: fine
+                    report(os.path.join(path, name), e)
+                continue
+            yield from _walk(os.path.join(path, name), child, rest, report)
     finally:
         os.close(fd)
 
 
 def open_regular(dir_fd: int, name: str, flags: int, dir_dev: int) -> tuple[int, os.stat_result]:
-    """Open `name` in `dir_fd` safely and check it is a plain file we may touch."""
+    """Open `name` in `dir_fd` safely and check it is a plain file we may touch.
+
+    The name is first opened with O_PATH|O_NOFOLLOW, which runs no driver code (a device node
+    swapped in after the snapshot is looked at, never opened: a watchdog device would reboot the
+    node) and does not connect to a FIFO; only a file that fstat shows to be a regular file
+    with one link on our device is then reopened, through /proc/self/fd, which reaches exactly
+    that inode whatever happens to the name meanwhile."""
     try:
-        fd = os.open(name, flags | O_FILE, dir_fd=dir_fd)
+        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.EMLINK):
             raise UnsafeFile(name, "is a symlink") from None
-        if e.errno in (errno.EISDIR, errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
-            raise UnsafeFile(name, "is not a regular file") from None
         raise
     try:
-        st = os.fstat(fd)
+        st = os.fstat(pfd)
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafeFile(name, "is a symlink")
         check_regular(name, st, dir_dev)
+        fd = _reopen(pfd, name, flags)
+    finally:
+        os.close(pfd)
+    try:
+        cur = os.fstat(fd)
+        if (cur.st_dev, cur.st_ino) != (st.st_dev, st.st_ino):  # cannot happen; cheap to check
+            raise UnsafeFile(name, "changed while being opened")
+        check_regular(name, cur, dir_dev)
     except BaseException:
         os.close(fd)
         raise
-    return fd, st
+    return fd, cur
+
+
+def _reopen(pfd: int, name: str, flags: int) -> int:
+    flags = (flags | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC) & ~(os.O_CREAT | os.O_TRUNC)
+    try:
+        return os.open(f"/proc/self/fd/{pfd}", flags)
+    except FileNotFoundError:
+        # Only without /proc (the magic link reaches even an unlinked file). Opening by name
+        # again would reopen the race O_PATH closes: refuse instead (docs/rotation.md).
+        raise UnsafeFile(name, "cannot reopen safely: /proc is not mounted") from None
+
+
+def check_sparse(name: str, st: os.stat_result) -> None:
+    """Refuse mostly-hole files: copying or compressing one reads (and for a copy, allocates)
+    its full apparent size, up to terabytes, for a few real blocks."""
+    if is_sparse(st.st_size, st.st_blocks * 512):
+        raise UnsafeFile(name, "is sparse (mostly holes)")
 
 
 def check_regular(name: str, st: os.stat_result, dir_dev: int) -> None:

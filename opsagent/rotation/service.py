@@ -8,6 +8,7 @@ rescan is the backstop for inotify overflows and drives time-based rotation.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import logging
 import os
 import queue
@@ -23,10 +24,14 @@ from opsagent.rotation import safefs
 from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.executor import Executor, Outcome, snapshot
 from opsagent.rotation.metrics import RotationMetrics
-from opsagent.rotation.policy import DirSnapshot, Plan, plan
-from opsagent.rotation.state import RotationState
+from opsagent.rotation.naming import classify
+from opsagent.rotation.policy import Action, DirSnapshot, Plan, plan
+from opsagent.rotation.state import RotationState, check_state_dir
 
 log = logging.getLogger("opsagent.rotation")
+
+# What the forwarder has not delivered yet: bytes by path, or by (st_dev, st_ino).
+Undelivered = Mapping[str, int] | Mapping[tuple[int, int], int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +50,9 @@ class RotationService:
         metrics: RotationMetrics | None = None,
         registry: CollectorRegistry | None = None,
         executor: Executor | None = None,
-        undelivered: Callable[[], Mapping[str, int]] = dict,
+        undelivered: Callable[[], Undelivered] = dict,
     ) -> None:
+        check_state_dir(state_dir, cfg.directories)
         self.cfg = cfg
         self.clock = clock
         self.metrics = metrics or RotationMetrics(registry or CollectorRegistry())
@@ -60,6 +66,7 @@ class RotationService:
         self.state = RotationState(state_dir, cfg.name)
         self.state.load()
         self._pod = re.compile(cfg.pod_pattern) if cfg.quota_scope == "pod" else None
+        self._groups_seen: set[str] = set()
 
     def group(self, directory: str) -> str:
         if self._pod is not None:
@@ -69,11 +76,13 @@ class RotationService:
         return directory
 
     def run_pass(self, *, dry_run: bool = False, only: set[str] | None = None) -> PassResult:
-        """One pass over the policy's directories (or only the quota groups of `only` dirs)."""
+        """One pass over the policy's directories (or only the quota groups of `only` dirs).
+        Each quota group is planned and executed on its own: a failure in one (an error we did
+        not foresee included) is logged and counted, and the others go on."""
         fds: dict[str, int] = {}
         try:
             for pattern in self.cfg.directories:
-                for path, fd in safefs.open_dirs(pattern):
+                for path, fd in safefs.open_dirs(pattern, on_error=self._dir_error):
                     if path in fds:
                         os.close(fd)
                     else:
@@ -82,20 +91,40 @@ class RotationService:
                 wanted = {self.group(d) for d in only}
                 for path in [p for p in fds if self.group(p) not in wanted]:
                     os.close(fds.pop(path))
-            snaps = [snapshot(p, fd, self.cfg.include, self.cfg.exclude) for p, fd in fds.items()]
+            snaps: dict[str, list[DirSnapshot]] = {}
+            for p, fd in fds.items():
+                try:
+                    snaps.setdefault(self.group(p), []).append(
+                        snapshot(p, fd, self.cfg.include, self.cfg.exclude))
+                except OSError as e:
+                    self._dir_error(p, e)
             now = self.clock.time()
-            self._note_first_seen(snaps, now)
-            the_plan = plan(snaps, self.cfg, now, last_rotated=self.state.times,
-                            undelivered=self.undelivered(),
-                            group_of={p: self.group(p) for p in fds})
-            for _path, reason in the_plan.skipped:
+            self._note_active(snaps, now, everything=only is None and not dry_run)
+            undelivered = self._undelivered(snaps)
+            if not dry_run:
+                self._run_owed_hook()
+            plans: list[Plan] = []
+            outcomes: list[Outcome] = []
+            for group, group_snaps in snaps.items():
+                try:
+                    gp = plan(group_snaps, self.cfg, now, last_rotated=self.state.times,
+                              undelivered=undelivered,
+                              group_of={s.path: group for s in group_snaps})
+                    plans.append(gp)
+                    if not dry_run:
+                        outcomes.extend(self._execute(fds, gp, now))
+                except Exception as e:  # one group's surprise must not stop the others
+                    self.metrics.errors.labels(self.cfg.name, "group").inc()
+                    log.exception("rotation of a quota group failed",
+                                  extra={"component": "rotation", "policy": self.cfg.name,
+                                         "group": group, "error": repr(e)})
+            the_plan = _merge(plans)
+            for _, reason in the_plan.skipped:
                 self.metrics.refused.labels(self.cfg.name, reason).inc()
-            if dry_run:
-                return PassResult(the_plan, ())
-            outcomes = tuple(self._execute(fds, the_plan, now))
-            self._record(the_plan)
-            self.state.save()
-            return PassResult(the_plan, outcomes)
+            if not dry_run:
+                self._record(the_plan, full=only is None)
+                self.state.save()
+            return PassResult(the_plan, tuple(outcomes))
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -110,28 +139,82 @@ class RotationService:
                 break
         return results
 
-    def _note_first_seen(self, snaps: list[DirSnapshot], now: float) -> None:
-        if not self.cfg.rotate_every:
-            return
-        from opsagent.rotation.naming import classify
+    def _dir_error(self, path: str, e: OSError) -> None:
+        self.metrics.errors.labels(self.cfg.name, "directory").inc()
+        log.error("cannot read a log directory", extra={"component": "rotation",
+                  "policy": self.cfg.name, "file": path, "error": str(e)})
 
-        self.state.seen({
-            os.path.join(s.path, e.name): now for s in snaps for e in s.entries
-            if (r := classify(e.name, self.cfg.include, self.cfg.exclude)) and r.kind == "active"
-        })
+    def _note_active(self, snaps: Mapping[str, list[DirSnapshot]], now: float, *,
+                     everything: bool) -> None:
+        active = {os.path.join(s.path, e.name) for ss in snaps.values() for s in ss
+                  for e in s.entries
+                  if (r := classify(e.name, self.cfg.include, self.cfg.exclude))
+                  and r.kind == "active"}
+        if self.cfg.rotate_every:
+            self.state.seen(dict.fromkeys(active, now))
+        self.state.prune([s.path for ss in snaps.values() for s in ss], active,
+                         everything=everything)
+
+    def _undelivered(self, snaps: Mapping[str, list[DirSnapshot]]) -> dict[str, int]:
+        """The forwarder's undelivered bytes by path. It may report them by (st_dev, st_ino)
+        (robust against renames between its scan and ours): translated through our snapshot."""
+        raw = self.undelivered()
+        out: dict[str, int] = {}
+        by_inode = {k: v for k, v in raw.items() if isinstance(k, tuple)}
+        out.update({k: v for k, v in raw.items() if isinstance(k, str)})
+        if by_inode:
+            for ss in snaps.values():
+                for s in ss:
+                    for e in s.entries:
+                        n = by_inode.get((s.dev, e.ino), 0)
+                        if n:
+                            out[os.path.join(s.path, e.name)] = n
+        return out
+
+    def _run_owed_hook(self) -> None:
+        if self.state.hook_pending and self.executor.post_rotate_argv:
+            self._hook()
+
+    def _hook(self) -> None:
+        rc = self.executor.post_rotate()
+        if rc == 0:
+            self.state.set_hook_pending(False)
+        else:  # owed still: retried on the next pass
+            self.metrics.errors.labels(self.cfg.name, "post_rotate").inc()
+            log.error("post_rotate_argv failed; retried next pass",
+                      extra={"component": "rotation", "policy": self.cfg.name, "status": rc})
+        self.state.save()
 
     def _execute(self, fds: Mapping[str, int], the_plan: Plan, now: float) -> list[Outcome]:
-        # Compressions touch distinct files: they run together in a pool (zstd drops the GIL);
-        # everything else runs in plan order.
-        compressions = [a for a in the_plan.actions if a.kind == "compress"]
-        done: dict[int, Outcome] = {}
+        # Phases: recover and rotate (in plan order); the post-rotate hook once, before any
+        # compression reads a renamed log the app may still be writing; deletions (free space
+        # for the compressions' temp files); then compressions, together in a pool (zstd drops
+        # the GIL; they touch distinct files).
+        acts = the_plan.actions
+        first = [a for a in acts if a.kind in _FIRST]
+        renames = [a for a in first if a.kind == "rotate" and a.method == "rename"]
+        if renames and self.executor.post_rotate_argv:
+            self.state.set_hook_pending(True)
+            self.state.save()          # durable before the first rename
+        out = [self._do(fds, a, now) for a in first]
+        if self.state.hook_pending and self.executor.post_rotate_argv and not self._stopping():
+            self._hook()
+        out += [self._do(fds, a, now) for a in acts if a.kind in ("delete", "truncate")]
+        compressions = [a for a in acts if a.kind == "compress"]
         if len(compressions) > 1 and self.workers > 1:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="zstd") as pool:
-                futures = {id(a): pool.submit(self.executor.execute, fds[a.directory], a)
-                           for a in compressions}
-                done = {k: f.result() for k, f in futures.items()}
-        return [self._report(done.get(id(a)) or self.executor.execute(fds[a.directory], a), now)
-                for a in the_plan.actions]
+                out += list(pool.map(lambda a: self._do(fds, a, now), compressions))
+        else:
+            out += [self._do(fds, a, now) for a in compressions]
+        return out
+
+    def _stopping(self) -> bool:
+        return self.executor.stop.is_set()
+
+    def _do(self, fds: Mapping[str, int], a: Action, now: float) -> Outcome:
+        if self._stopping():
+            return Outcome(a, "skipped", "agent stopping")
+        return self._report(self.executor.execute(fds[a.directory], a), now)
 
     def _report(self, out: Outcome, now: float) -> Outcome:
         m, name, action = self.metrics, self.cfg.name, out.action
@@ -164,12 +247,25 @@ class RotationService:
             log.error("rotation action failed", extra={**fields, "error": out.detail})
         return out
 
-    def _record(self, the_plan: Plan) -> None:
+    def _record(self, the_plan: Plan, *, full: bool) -> None:
         name = self.cfg.name
         for group, used in the_plan.usage.items():
             self.metrics.usage.labels(name, group).set(used)
+        if full:
+            # Pods come and go: drop the series of groups that are gone (bounded labels).
+            for group in self._groups_seen - set(the_plan.usage):
+                for metric, extra in ((self.metrics.usage, ()),
+                                      (self.metrics.breaches, ("soft",)),
+                                      (self.metrics.breaches, ("hard",))):
+                    try:
+                        metric.remove(name, group, *extra)
+                    except KeyError:
+                        pass
+            self._groups_seen = set(the_plan.usage)
+        else:
+            self._groups_seen |= set(the_plan.usage)
         for b in the_plan.breaches:
-            self.metrics.breaches.labels(name, b.limit).inc()
+            self.metrics.breaches.labels(name, b.group, b.limit).inc()
             log.error("quota still exceeded after the pass",
                       extra={"component": "rotation", "policy": name, "group": b.group,
                              "limit": b.limit, "usage_bytes": b.usage,
@@ -178,8 +274,10 @@ class RotationService:
     # -- continuous mode --------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, events: queue.Queue[str] | None = None) -> None:
-        """Passes on events (directory paths put on `events`) and every rescan interval."""
+        """Passes on events (directory paths put on `events`) and every rescan interval, until
+        `stop` is set; setting it also abandons a compression in progress at its next chunk."""
         events = events or queue.Queue()
+        self.executor.stop = stop
         next_full = self.clock.monotonic()
         last_pass = -1e18
         while not stop.is_set():
@@ -193,26 +291,55 @@ class RotationService:
                 first = events.get(timeout=min(next_full - now, 1.0))
             except queue.Empty:
                 continue
-            dirty = {first}
+            if not self.watches(first):
+                continue
             wait = self.cfg.min_interval_secs - (self.clock.monotonic() - last_pass)
-            if wait > 0:
-                stop.wait(wait)
-            while True:
+            if wait > 0 and stop.wait(wait):
+                break
+            dirty = {first}
+            for _ in range(100_000):   # bounded: a flood of events cannot postpone the pass
                 try:
-                    dirty.add(events.get_nowait())
+                    d = events.get_nowait()
                 except queue.Empty:
                     break
+                if self.watches(d):
+                    dirty.add(d)
             self._safe_pass(dirty)
             last_pass = self.clock.monotonic()
+
+    def watches(self, directory: str) -> bool:
+        """Could `directory` be one of ours? (Events from elsewhere under the trusted prefix,
+        other volumes of a pod say, must not trigger passes.)"""
+        return any(_glob_match(directory, p) for p in self.cfg.directories)
 
     def _safe_pass(self, only: set[str] | None) -> None:
         try:
             self.run_pass(only=only)
             self.metrics.passes.labels(self.cfg.name).inc()
-        except OSError as e:
+        except Exception as e:  # the loop outlives any one pass
             self.metrics.errors.labels(self.cfg.name, "pass").inc()
-            log.error("rotation pass failed", extra={"component": "rotation",
-                                                     "policy": self.cfg.name, "error": str(e)})
+            log.exception("rotation pass failed", extra={"component": "rotation",
+                                                         "policy": self.cfg.name,
+                                                         "error": repr(e)})
+
+
+_FIRST = ("remove_temp", "finish_compress", "finish_rename", "rotate")
+
+
+def _merge(plans: list[Plan]) -> Plan:
+    usage: dict[str, int] = {}
+    for p in plans:
+        usage.update(p.usage)
+    return Plan(tuple(a for p in plans for a in p.actions), usage,
+                tuple(b for p in plans for b in p.breaches),
+                tuple(s for p in plans for s in p.skipped))
+
+
+def _glob_match(path: str, pattern: str) -> bool:
+    parts = [p for p in path.split("/") if p]
+    globs = [p for p in pattern.split("/") if p]
+    return len(parts) == len(globs) and all(
+        fnmatch.fnmatchcase(a, g) for a, g in zip(parts, globs, strict=True))
 
 
 def _deletion_rule(reason: str) -> str:
