@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import sys
 import zoneinfo
 from collections.abc import Sequence
@@ -169,7 +170,14 @@ def _run(args: argparse.Namespace) -> int:
         paths=tuple(args.crontabs), system=args.system, grace_secs=args.grace_secs,
         kill_grace_secs=args.kill_grace_secs, overlapping=args.overlapping,
         passthrough_logs=args.passthrough_logs, watch=not args.no_watch), registry=registry)
-    return app.run(signals=True)
+    rc = app.run(signals=True)
+    # Exit now, not through interpreter finalization: daemon threads (watchdog, the metrics
+    # server, a job's stdin feeder) may still hold locks that atexit handlers would wait for.
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ class Daemon:
         self._reload_at: float | None = None
         self._next_rescan = clock.monotonic() + config.rescan_secs
         self._stopping = False
-        self.launcher = Prestarter(runner, lead_secs=config.prestart_secs)
+        self.launcher = Prestarter(runner, lead_secs=config.prestart_secs,
+                                   started=self._observe_start)
         self._prestart_at: datetime.datetime | None = None
 
     # --- called from anywhere ---------------------------------------------------------------
@@ -140,6 +141,12 @@ class Daemon:
                 event = self.events.get_nowait()
             except queue.Empty:
                 event = None
+
+    def _observe_start(self, at: datetime.datetime, n: int) -> None:
+        if self.metrics is not None and n > 0:
+            delay = max(0.0, (self.clock.now() - at).total_seconds())
+            for _ in range(n):
+                self.metrics.start_delay.observe(delay)
 
     def _timeout(self, deadline: float | None) -> float:
         mono = self.clock.monotonic()

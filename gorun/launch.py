@@ -8,6 +8,7 @@ when its time comes (reload changed the job, the clock jumped) is killed at its 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from gorun.crontab import Job
@@ -37,9 +38,12 @@ def _same(a: Job, b: Job) -> bool:
 class Prestarter:
     """`lead_secs` <= 0 disables prestarting (every run is started at its time)."""
 
-    def __init__(self, runner: Launcher, *, lead_secs: float = 0.5, max_per_pass: int = 256
-                 ) -> None:
+    def __init__(self, runner: Launcher, *, lead_secs: float = 0.5, max_per_pass: int = 256,
+                 started: Callable[[datetime.datetime, int], None] | None = None) -> None:
+        """`started(at, n)` is called right after `n` runs due at `at` were started (for the
+        start-delay metric)."""
         self.runner = runner
+        self._started = started or (lambda _at, _n: None)
         self.lead = datetime.timedelta(seconds=max(0.0, lead_secs))
         self.max_per_pass = max_per_pass
         self._prepared: dict[str, tuple[datetime.datetime, Any]] = {}
@@ -60,11 +64,14 @@ class Prestarter:
         by_id = {d.job.id: d for d in due}
         for at, items in groups.items():
             self.released += len(items)
-            for job in self.runner.release(at, items):
+            dead = self.runner.release(at, items)
+            self._started(at, len(items) - len(dead))
+            for job in dead:
                 direct.append(by_id[job.id])  # its prestarted process died: start it now
         for d in direct:
             self.direct += 1
             self.runner.start(d.job, scheduled=d.scheduled, catch_up=d.catch_up)
+            self._started(d.at, 1)
         for jid, (at, run) in list(self._prepared.items()):
             if at <= now:  # its time came and it was not due: reload or clock jump
                 del self._prepared[jid]

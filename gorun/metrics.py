@@ -17,6 +17,7 @@ Series are created when a job first runs, so idle jobs cost nothing.
     opsagent_cron_reloads_total{result}           crontab reloads (ok / error / unchanged)
     opsagent_cron_orphans_reaped_total            orphaned processes reaped (PID 1 / subreaper)
     opsagent_cron_jobs                            jobs scheduled (including @reboot)
+    opsagent_cron_start_delay_seconds             histogram: due time to process started/released
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OTHER = "_other"
+START_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5, float("inf"))
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 
 
@@ -54,6 +56,9 @@ class Metrics:
         self.reloads = Counter(p + "reloads", "Crontab reloads", ["result"], registry=r)
         self.orphans_reaped = Counter(p + "orphans_reaped", "Orphaned processes reaped", registry=r)
         self.jobs = Gauge(p + "jobs", "Jobs scheduled (including @reboot)", registry=r)
+        self.start_delay = Histogram(
+            p + "start_delay_seconds", "From a run's due time to its process starting",
+            buckets=START_BUCKETS, registry=r)
 
     def job(self, job_id: str) -> str:
         """The label value for a job id, bounded to `max_jobs` distinct values."""
