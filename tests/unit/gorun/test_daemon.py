@@ -123,8 +123,12 @@ def stop_at(t: datetime.datetime) -> Callable[[ScriptClock, queue.SimpleQueue[An
 def test_runs_reboot_once_and_wakes_exactly_at_fire_times(tmp_path: Path) -> None:
     jobs = [job(1, PeriodExpr(5), file=str(tmp_path / "crontab")),
             job(2, None, file=str(tmp_path / "crontab"))]
-    d, runner, _, _ = make(tmp_path, stop_at(T0 + datetime.timedelta(seconds=15)), jobs)
+    d, runner, _, registry = make(tmp_path, stop_at(T0 + datetime.timedelta(seconds=15)), jobs)
     assert d.run() == 0
+    # prestarted 0.5 s ahead and released exactly on time (the fake clock does not move)
+    assert runner.released == [f"{tmp_path / 'crontab'}:1"] * 3
+    assert registry.get_sample_value("opsagent_cron_start_delay_seconds_count") == 3
+    assert registry.get_sample_value("opsagent_cron_start_delay_seconds_sum") == 0
     fired = [(jid, start) for jid, _, start, _ in runner.starts]
     cron = str(tmp_path / "crontab")
     assert fired[0] == (f"{cron}:2", T0)  # @reboot, once, at start
