@@ -15,6 +15,7 @@ from opsagent import __version__
 # Each module provides `register(subparsers) -> None`, adding its subparser(s) with
 # `set_defaults(func=callable(args) -> int)`. Appending a module here is the only wiring needed.
 COMMAND_MODULES: tuple[str, ...] = (
+    "opsagent.commands.agent",
     "opsagent.commands.rotate",
     "opsagent.commands.profile",
     "opsagent.commands.forward",

@@ -37,14 +37,40 @@ class TelemetryConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CronConfig:
+    """gorun inside the agent: crontab files (Debian crontab(5) format, docs/cron.md)."""
+
+    crontabs: tuple[str, ...] = ()
+    system: bool = False          # /etc/crontab form with a user column
+    grace_secs: float = 20.0      # on stop: running jobs get SIGTERM, then SIGKILL after this
+
+    def __post_init__(self) -> None:
+        if self.grace_secs < 0:
+            raise ValueError("grace_secs must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class AgentConfig:
     state_dir: str = "/var/lib/opsagent"
     node: NodeConfig = dataclasses.field(default_factory=NodeConfig)
     telemetry: TelemetryConfig = dataclasses.field(default_factory=TelemetryConfig)
+    # On SIGTERM every job drains within this (keep it below the pod's grace period).
+    drain_deadline_secs: float = 25.0
+    cron: CronConfig = dataclasses.field(default_factory=CronConfig)
     # Job sections are added below by their components, one line each.
     rotate: list[RotateConfig] = dataclasses.field(default_factory=list)
     profile: list[ProfileConfig] = dataclasses.field(default_factory=list)
     forward: list[ForwardConfig] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.drain_deadline_secs <= 0:
+            raise ValueError("drain_deadline_secs must be > 0")
+        for section in ("rotate", "profile", "forward"):
+            names = [c.name for c in getattr(self, section)]
+            dups = sorted({n for n in names if names.count(n) > 1})
+            if dups:
+                # Names key checkpoint and state files: two pipelines must never share one.
+                raise ValueError(f"{section}: duplicate name(s) {', '.join(map(repr, dups))}")
 
 
 def load(path: str) -> AgentConfig:

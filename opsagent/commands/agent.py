@@ -1,0 +1,107 @@
+"""`opsagent run --config FILE` (every configured job in one process) and
+`opsagent check-config FILE` (every problem with its key path or crontab FILE:LINE; exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+import prometheus_client
+
+from opsagent.clock import SystemClock
+from opsagent.config import schema
+from opsagent.errors import ConfigErrors
+from opsagent.telemetry import jsonlog
+
+log = logging.getLogger("opsagent.app")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run every configured job (cron, rotate, profile, forward)")
+    p.add_argument("--config", required=True, metavar="FILE", help="agent TOML config")
+    p.set_defaults(func=run)
+    c = sub.add_parser("check-config",
+                       help="validate a config (and its crontabs); exit 2 on errors")
+    c.add_argument("config", metavar="FILE")
+    c.set_defaults(func=check_config)
+
+
+def problems(path: str) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of a config file and of the crontabs it names, as printed lines."""
+    try:
+        cfg = schema.load(path)
+    except ConfigErrors as e:
+        return [str(err) for err in e.errors], []
+    from gorun.crontab import load_crontab
+
+    errors: list[str] = []
+    warnings: list[str] = []
+    for crontab in cfg.cron.crontabs:
+        ct = load_crontab(crontab, system=cfg.cron.system)
+        for prob in ct.problems:
+            (errors if prob.severity == "error" else warnings).append(str(prob))
+    return errors, warnings
+
+
+def check_config(args: argparse.Namespace) -> int:
+    errors, warnings = problems(args.config)
+    for line in (*warnings, *errors):
+        print(line, file=sys.stderr)
+    if errors:
+        return 2
+    print(f"{args.config}: ok", file=sys.stderr)
+    return 0
+
+
+def _volumes(cfg: schema.AgentConfig) -> list[str]:
+    from opsagent.rotation.safefs import split_trusted
+
+    roots = {split_trusted(d)[0] for r in cfg.rotate for d in r.directories}
+    includes = [g for f in cfg.forward for g in f.tail.include]
+    includes += [g for p in cfg.profile for g in p.tail.include]
+    roots |= {split_trusted(os.path.dirname(g))[0] for g in includes}
+    return sorted(roots | {cfg.state_dir})
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = schema.load(args.config)
+    except ConfigErrors as e:
+        for err in e.errors:
+            print(err, file=sys.stderr)
+        return 2
+    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
+    if cfg.telemetry.log_level.lower() != "debug":
+        logging.getLogger("kafka").setLevel(logging.WARNING)  # a line per connection at INFO
+
+    from gorun.reaper import ChildReaper, OrphanReaper
+    from opsagent.app import CONFIG_CHANGED, Agent, watch_config
+    from opsagent.telemetry.http import Health, TelemetryServer
+    from opsagent.telemetry.process import register as register_process
+
+    os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
+    clock = SystemClock()
+    registry = prometheus_client.CollectorRegistry()
+    register_process(registry, _volumes(cfg))
+    health = Health(clock.monotonic)
+    server = None
+    if cfg.telemetry.http_listen:
+        server = TelemetryServer(cfg.telemetry.http_listen, registry, health)
+        server.start()
+    # As PID 1 (the container's init) orphans are re-parented to us: reap them all, and route
+    # every child we start through the same reaper so no exit status is stolen.
+    reaper = OrphanReaper() if os.getpid() == 1 else ChildReaper()
+    agent = Agent(args.config, cfg, clock=clock, registry=registry, health=health,
+                  env=os.environ, reaper=reaper)
+    agent.install_signal_handlers()
+    observer = watch_config(args.config, lambda: agent.events.put(CONFIG_CHANGED))
+    try:
+        return agent.run()
+    finally:
+        observer.stop()
+        if server is not None:
+            server.stop()
+        reaper.stop()
