@@ -48,14 +48,21 @@ class GorunOptions:
 
 class GorunApp:
     def __init__(self, options: GorunOptions, *, registry: CollectorRegistry,
+                 metrics: Metrics | None = None, reaper: Reaper | None = None,
                  clock: Clock | None = None, stdout: BinaryIO | None = None,
                  stderr: BinaryIO | None = None) -> None:
+        """`metrics`: reuse collectors already registered in `registry` (a host that rebuilds
+        the app on reload must, as collectors register once). `reaper`: a reaper the host owns
+        and shares (it is not stopped with the app); default: one of our own, per
+        `options.reap_orphans`."""
         self.options = options
-        self.metrics = Metrics(registry)
+        self.metrics = metrics if metrics is not None else Metrics(registry)
         self.clock = clock or SystemClock()
         orphans = self.metrics.orphans_reaped
-        self.reaper: Reaper = (OrphanReaper(on_orphan=lambda _pid, _st: orphans.inc())
-                               if options.reap_orphans else ChildReaper())
+        self._own_reaper = reaper is None
+        self.reaper: Reaper = reaper if reaper is not None else (
+            OrphanReaper(on_orphan=lambda _pid, _st: orphans.inc())
+            if options.reap_orphans else ChildReaper())
         self.writer = OutputWriter(logging.getLogger(JOB_LOGGER),
                                    stdout=stdout or sys.stdout.buffer,
                                    stderr=stderr or sys.stderr.buffer)
@@ -91,7 +98,8 @@ class GorunApp:
                 self.watcher.stop()
             self.pump.stop()
             self.writer.close()  # the runs' last records first, then ours
-            self.reaper.stop()
+            if self._own_reaper:
+                self.reaper.stop()
             logging.getLogger("gorun.daemon").info("stopped", extra={"component": "gorun"})
             self.done.set()
 
