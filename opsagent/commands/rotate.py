@@ -6,9 +6,11 @@ import argparse
 import logging
 import os
 import queue
+import resource
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -16,7 +18,9 @@ from prometheus_client import CollectorRegistry
 from opsagent.clock import SystemClock
 from opsagent.config import schema
 from opsagent.errors import ConfigErrors
+from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.metrics import RotationMetrics
+from opsagent.rotation.policy import Plan
 from opsagent.rotation.service import RotationService
 from opsagent.rotation.state import LockHeld, exclusive_lock
 from opsagent.rotation.watch import watch
@@ -48,22 +52,24 @@ def run(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     metrics = RotationMetrics(registry)
     clock = SystemClock()
+    _raise_fd_limit()
+    try:
+        services = [RotationService(rc, state_dir=cfg.state_dir, clock=clock, metrics=metrics)
+                    for rc in cfg.rotate]
+    except ValueError as e:
+        print(f"{args.config}: {e}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        for rc in cfg.rotate:
-            svc = RotationService(rc, state_dir=cfg.state_dir, clock=clock, metrics=metrics)
-            result = svc.run_pass(dry_run=True)
-            for action in result.plan.actions:
-                print(f"[{rc.name}] {action.describe()}")
-            for path, reason in result.plan.skipped:
-                print(f"[{rc.name}] refuse {path!r}: {reason}")
-            for b in result.plan.breaches:
-                print(f"[{rc.name}] quota {b.limit} limit still exceeded for {b.group!r}: "
-                      f"{b.usage} > {b.limit_bytes} bytes")
+        print(f"# dry run at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(clock.time()))}:"
+              " nothing is changed")
+        for svc in services:
+            for line in format_plan(svc.cfg, svc.run_pass(dry_run=True).plan):
+                print(f"[{svc.cfg.name}] {line}")
         return 0
     try:
         with exclusive_lock(cfg.state_dir, wait=not args.once):
-            services = [RotationService(rc, state_dir=cfg.state_dir, clock=clock, metrics=metrics)
-                        for rc in cfg.rotate]
+            for svc in services:
+                svc.state.load()   # what the agent we waited for left, not what was there before
             if args.once:
                 failed = False
                 for svc in services:
@@ -74,6 +80,35 @@ def run(args: argparse.Namespace) -> int:
     except LockHeld as e:
         print(f"opsagent rotate: {e}", file=sys.stderr)
         return 1
+
+
+def format_plan(cfg: RotateConfig, plan: Plan) -> list[str]:
+    """The dry-run report of one policy: every action and its reason, every name refused,
+    quota usage against the limits, and what is left over a limit."""
+    lines = [a.describe() for a in plan.actions]
+    lines += [f"refuse {path!r}: {reason}" for path, reason in plan.skipped]
+    if cfg.soft_limit:
+        for group, used in sorted(plan.usage.items()):
+            hard = f", hard limit {cfg.hard_limit}" if cfg.hard_limit else ""
+            lines.append(f"quota {group!r}: {used} bytes allocated, soft limit "
+                         f"{cfg.soft_limit}{hard}")
+    for b in plan.breaches:
+        lines.append(f"quota {b.limit} limit still exceeded for {b.group!r} after this pass: "
+                     f"{b.usage} > {b.limit_bytes} bytes")
+    if cfg.soft_limit and any(a.kind == "compress" for a in plan.actions):
+        lines.append("note: compression savings are known only once done; if the group is "
+                     "still over the soft limit, the next pass deletes the oldest archives")
+    if not plan.actions:
+        lines.append("nothing to do")
+    return lines
+
+
+def _raise_fd_limit() -> None:
+    # One descriptor per watched directory is held during a pass: a node with many pods
+    # needs more than the usual 1024. Failing to open one is logged, never silent.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _continuous(services: list[RotationService], patterns: list[str]) -> int:

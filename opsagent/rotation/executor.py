@@ -9,6 +9,7 @@ pass verifies the `.zst` and removes the original), plus perhaps a temp file (re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -17,7 +18,7 @@ import secrets
 import stat
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import zstandard
 
@@ -123,8 +124,9 @@ class Executor:
         st = os.stat(a.name, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             raise safefs.UnsafeFile(a.name, "is a directory")
-        if a.name.startswith(TEMP_PREFIX + _PROCESS_TAG):
-            return Outcome(a, "skipped", "in use by this agent")
+        with _LIVE_LOCK:
+            if a.name in _LIVE_TEMPS:
+                return Outcome(a, "skipped", "being written by this agent")
         os.unlink(a.name, dir_fd=dir_fd)
         return Outcome(a, "done")
 
@@ -173,17 +175,18 @@ class Executor:
         src, st = safefs.open_regular(dir_fd, a.name, os.O_RDWR, dir_dev)
         try:
             safefs.check_sparse(a.name, st)
-            tmp = _temp_name()
-            dst = safefs.create_excl(dir_fd, tmp)
-            try:
+            with _temp_name() as tmp:
+                dst = safefs.create_excl(dir_fd, tmp)
                 try:
                     copied = self._copy(src, dst, 0, st.st_size)
                     self.fault("copytruncate:copied")
                     os.fsync(dst)
                     safefs.rename_noreplace(dir_fd, tmp, a.target)
                 except BaseException:
+                    os.close(dst)
                     _unlink_quietly(dir_fd, tmp)
                     raise
+            try:
                 safefs.fsync_dir(dir_fd)
                 self.fault("copytruncate:renamed")
                 # Catch up with what was appended meanwhile, then truncate at once: the loss
@@ -205,27 +208,27 @@ class Executor:
 
     def _do_compress(self, dir_fd: int, dir_dev: int, a: Action) -> Outcome:
         src, st = safefs.open_regular(dir_fd, a.name, os.O_RDONLY, dir_dev)
-        tmp = _temp_name()
         try:
             safefs.check_sparse(a.name, st)
-            out = safefs.create_excl(dir_fd, tmp)
-            try:
+            with _temp_name() as tmp:
+                out = safefs.create_excl(dir_fd, tmp)
                 try:
-                    # Read what the file held when opened, no more: a writer extending it
-                    # meanwhile (with holes, to a terabyte) cannot keep us busy.
-                    written, read = self._compress(src, out, st.st_size)
-                    os.fsync(out)
-                finally:
-                    os.close(out)
-                self.fault("compress:written")
-                if os.fstat(src).st_size != read:
-                    # Still being written (an app that has not reopened yet): try again later.
-                    os.unlink(tmp, dir_fd=dir_fd)
-                    return Outcome(a, "skipped", "archive still growing")
-                safefs.rename_noreplace(dir_fd, tmp, a.target)
-            except BaseException:
-                _unlink_quietly(dir_fd, tmp)
-                raise
+                    try:
+                        # Read what the file held when opened, no more: a writer extending it
+                        # meanwhile (with holes, to a terabyte) cannot keep us busy.
+                        written, read = self._compress(src, out, st.st_size)
+                        os.fsync(out)
+                    finally:
+                        os.close(out)
+                    self.fault("compress:written")
+                    if os.fstat(src).st_size != read:
+                        # Still being written (an app that has not reopened yet): later.
+                        os.unlink(tmp, dir_fd=dir_fd)
+                        return Outcome(a, "skipped", "archive still growing")
+                    safefs.rename_noreplace(dir_fd, tmp, a.target)
+                except BaseException:
+                    _unlink_quietly(dir_fd, tmp)
+                    raise
             safefs.fsync_dir(dir_fd)
             self.fault("compress:renamed")
             safefs.unlink_if_same(dir_fd, a.name, st)
@@ -285,14 +288,23 @@ class Executor:
         return written, read
 
 
-# Temp files of this process carry its tag: a pass of another policy sharing the directory
-# must not remove a temp file a compression of ours is writing right now. A crashed agent's
-# temps carry another tag and are removed by the next pass.
-_PROCESS_TAG = secrets.token_hex(4) + "."
+# Temp files being written right now by this process: a pass of another policy sharing the
+# directory must not remove one under a compression in progress. A crashed agent's temps are in
+# no live process's set and the next pass removes them.
+_LIVE_TEMPS: set[str] = set()
+_LIVE_LOCK = threading.Lock()
 
 
-def _temp_name() -> str:
-    return TEMP_PREFIX + _PROCESS_TAG + secrets.token_hex(8)
+@contextlib.contextmanager
+def _temp_name() -> Iterator[str]:
+    name = TEMP_PREFIX + secrets.token_hex(8)
+    with _LIVE_LOCK:
+        _LIVE_TEMPS.add(name)
+    try:
+        yield name
+    finally:
+        with _LIVE_LOCK:
+            _LIVE_TEMPS.discard(name)
 
 
 def _unlink_quietly(dir_fd: int, name: str) -> None:

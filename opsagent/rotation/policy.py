@@ -56,8 +56,12 @@ class Action:
     undelivered_bytes: int = 0       # bytes the forwarder had not delivered (forced actions)
 
     def describe(self) -> str:
+        """One line for people: what, on which file, and why (names shown escaped)."""
         tgt = f" -> {self.target!r}" if self.target else ""
-        return f"{self.kind} {os.path.join(self.directory, self.name)!r}{tgt}: {self.reason}"
+        verb = "not rotating" if self.method == "skip" else self.kind.replace("_", " ")
+        forced = (f" (forces {self.undelivered_bytes} undelivered bytes)"
+                  if self.undelivered_bytes else "")
+        return f"{verb} {os.path.join(self.directory, self.name)!r}{tgt}: {self.reason}{forced}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -297,7 +301,9 @@ def _plan_group(
             if und and not (cfg.hard_limit and usage_after > cfg.hard_limit):
                 continue
             compressing.add(a.path())
-            why = "over the soft quota" if over_soft and not cfg.compress else "compress archive"
+            why = ("over the soft quota" if over_soft and not cfg.compress
+                   else "compress = true" + (", delay_compress: not the newest archive"
+                                             if cfg.delay_compress else ""))
             actions.append(Action("compress", a.directory, a.name, why, target=a.name + ZST,
                                   undelivered_bytes=und))
 

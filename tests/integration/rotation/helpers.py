@@ -16,12 +16,17 @@ from opsagent.rotation.service import RotationService
 NOW = 1_790_000_000.0
 
 
-def make_service(root: Path, state: Path, clock: FakeClock | None = None,
-                 **kw: Any) -> RotationService:
+def make_service(root: Path, state: Path, clock: FakeClock | None = None, *,
+                 registry: CollectorRegistry | None = None, **kw: Any) -> RotationService:
     base: dict[str, Any] = {"name": "t", "directories": (f"{root}/*/logs",), "keep": 3}
     base.update(kw)
     return RotationService(RotateConfig(**base), state_dir=str(state),
-                           clock=clock or FakeClock(wall=NOW), registry=CollectorRegistry())
+                           clock=clock or FakeClock(wall=NOW),
+                           registry=registry or CollectorRegistry())
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, {"policy": "t", **labels}) or 0.0
 
 
 def fingerprint(path: Path) -> tuple[int, int, str]:

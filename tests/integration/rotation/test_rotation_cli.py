@@ -52,6 +52,48 @@ def test_once_and_dry_run(tmp_path: Path) -> None:
     assert len(names) == 2 and all(n.endswith(".zst") for n in names)
 
 
+def test_dry_run_says_what_and_why_for_everything(tmp_path: Path) -> None:
+    d = _tree(tmp_path)
+    (d / "app.log").write_bytes(b"x\n" * 1000)
+    (d / "app.log.20260101-000000.zst").write_bytes(b"z" * 5000)
+    (d / "app.log.20260102-000000").write_bytes(b"y" * 5000)
+    (d / "link.log").symlink_to("/etc/passwd")
+    cfg = _config(tmp_path, "rotate_size_bytes = 100\nkeep = 2\nquota_soft_bytes = 8192\n"
+                            "quota_hard_bytes = 1000000")
+    out = subprocess.run([*OPSAGENT, "rotate", "--config", str(cfg), "--dry-run"],
+                         capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("# dry run at ") and "nothing is changed" in lines[0]
+    expect = [
+        "[pvc] rotate ", "size 2000 >= rotate_size_bytes=100",
+        "[pvc] delete ", "app.log.20260101-000000.zst': more than keep=2 archives",
+        "[pvc] compress ", "app.log.20260102-000000' -> 'app.log.20260102-000000.zst'",
+        "[pvc] refuse ", "link.log': a symlink",
+        f"[pvc] quota '{d}': ", "bytes allocated, soft limit 8192, hard limit 1000000",
+        "[pvc] note: compression savings",
+    ]
+    for fragment in expect:
+        assert fragment in out, f"{fragment!r} missing from:\n{out}"
+    assert sorted(os.listdir(d)) == sorted(["app.log", "app.log.20260101-000000.zst",
+                                            "app.log.20260102-000000", "link.log"])
+    (d / "app.log").unlink()
+    (d / "app.log.20260102-000000").unlink()
+    quiet = subprocess.run([*OPSAGENT, "rotate", "--config", str(cfg), "--dry-run"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "[pvc] nothing to do" in quiet
+
+
+def test_state_dir_inside_the_tree_is_a_config_error(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    cfg = _config(tmp_path, "rotate_size_bytes = 100")
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "state"),
+                                           str(tmp_path / "tree" / "pod-a" / "state")))
+    r = subprocess.run([*OPSAGENT, "rotate", "--config", str(cfg), "--once"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "must be outside the watched tree" in r.stderr and str(cfg) in r.stderr
+
+
 def test_bad_config_names_key_path(tmp_path: Path) -> None:
     cfg = _config(tmp_path, "rotate_size_bytes = -1\nkepp = 2")
     r = subprocess.run([*OPSAGENT, "rotate", "--config", str(cfg), "--once"],

@@ -8,11 +8,14 @@ import shutil
 import socket
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from opsagent.rotation.naming import stamp_of
+from opsagent.rotation.service import RotationService
 
 from .helpers import NOW, assert_untouched, make_service, outside_files
 
@@ -26,9 +29,9 @@ def tree(tmp_path: Path) -> Path:
     return d
 
 
-def _svc(tmp_path: Path, **kw: object):  # type: ignore[no-untyped-def]
-    base = {"rotate_size_bytes": 1, "keep": 1, "compress": True, "quota_soft_bytes": 1,
-            "quota_hard_bytes": 2}
+def _svc(tmp_path: Path, **kw: Any) -> RotationService:
+    base: dict[str, Any] = {"rotate_size_bytes": 1, "keep": 1, "compress": True,
+                            "quota_soft_bytes": 1, "quota_hard_bytes": 2}
     base.update(kw)
     return make_service(tmp_path / "tree", tmp_path / "state", **base)
 
@@ -137,8 +140,9 @@ def test_directory_swapped_for_symlink_during_passes(tmp_path: Path) -> None:
 
     def swapper() -> None:
         while not stop.is_set():
-            for make in (lambda: logs.symlink_to(outside_dir),
-                         lambda: os.rename(real, logs)):
+            makers: tuple[Callable[[], None], ...] = (
+                lambda: logs.symlink_to(outside_dir), lambda: os.rename(real, logs))
+            for make in makers:
                 try:
                     make()
                 except OSError:

@@ -206,3 +206,93 @@ def test_sparse_archive_is_not_compressed() -> None:
     sparse = Entry("app.log." + stamp_of(NOW - 10), 1 << 40, 8192, 0.0)
     p = plan([DirSnapshot(D, (sparse,))], cfg(compress=True), NOW)
     assert p.actions == ()
+
+
+@pytest.mark.parametrize("stamp", ["99999999-999999", "20260230-000000", "00000101-000000",
+                                   "20261126-246060"])
+def test_impossible_stamps_are_not_ours_and_do_not_break_the_plan(stamp: str) -> None:
+    # An attacker's `app.log.99999999-999999` used to make stamp_time raise inside plan(),
+    # which stopped rotation for every directory of the policy.
+    hostile = e(f"app.log.{stamp}")
+    assert classify(hostile.name, ("*.log",), ()) is None
+    p = plan([DirSnapshot(D, (e("app.log", 50), hostile, arch("app.log", 2 * DAY)))],
+             cfg(max_age_secs=DAY, rotate_every="daily", rotate_size_bytes=10), NOW)
+    assert ("delete", hostile.name) not in kinds(p)
+    assert ("delete", "app.log." + stamp_of(NOW - 2 * DAY)) in kinds(p)
+
+
+def _linked(name: str, ino: int, size: int = 100) -> Entry:
+    return Entry(name, size, size, 0.0, 2, ino)
+
+
+def test_interrupted_link_unlink_rename_is_finished() -> None:
+    # rename_noreplace's fallback (link, then unlink) crashed in between: both names, one inode.
+    target = "app.log." + stamp_of(NOW - 5)
+    p = plan([DirSnapshot(D, (_linked("app.log", 7), _linked(target, 7)))], cfg(), NOW)
+    assert [(a.kind, a.name, a.target) for a in p.actions] == [
+        ("finish_rename", "app.log", target)]
+    assert p.usage[D] == 100          # one inode, counted once
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        pytest.param((_linked("app.log", 7), _linked("other.log." + stamp_of(NOW), 7)),
+                     id="archive-of-another-log"),
+        pytest.param((_linked("app.log", 7), _linked("app.log." + stamp_of(NOW), 8)),
+                     id="different-inodes"),
+        pytest.param((Entry("app.log", 1, 1, 0.0, 3, 7), Entry("app.log." + stamp_of(NOW),
+                                                                1, 1, 0.0, 3, 7)),
+                     id="a-third-link-elsewhere"),
+    ],
+)
+def test_other_hard_links_are_refused_but_counted(entries: tuple[Entry, ...]) -> None:
+    p = plan([DirSnapshot(D, entries)], cfg(rotate_size_bytes=1), NOW)
+    assert p.actions == ()
+    assert {r for _, r in p.skipped} == {"has more than one hard link"}
+    assert p.usage[D] > 0
+
+
+def test_temp_linked_to_an_archive_is_removed() -> None:
+    z = "app.log." + stamp_of(NOW - 5) + ".zst"
+    p = plan([DirSnapshot(D, (_linked(".opsagent-tmp.x", 9), _linked(z, 9)))], cfg(), NOW)
+    assert kinds(p) == [("remove_temp", ".opsagent-tmp.x")]
+
+
+def test_soft_quota_is_not_held_up_by_an_archive_that_cannot_shrink_enough() -> None:
+    # One uncompressed archive is being compressed every pass (it may never succeed: an app
+    # still writing it); even if it shrank to nothing the group stays over the soft limit, so
+    # the oldest compressed archive goes now (600 - 100 pending - 200 <= 300).
+    c = cfg(quota_soft_bytes=300, compress=True)
+    old1, old2 = arch("app.log", 50, zst=True, size=200), arch("app.log", 40, zst=True, size=200)
+    fresh = arch("app.log", 10, size=100)
+    p = plan([DirSnapshot(D, (e("app.log", 100), old1, old2, fresh))], c, NOW)
+    assert kinds(p) == [("compress", fresh.name), ("delete", old1.name)]
+    assert not p.breaches
+
+
+def test_hard_limit_does_not_compress_what_it_deletes() -> None:
+    c = cfg(quota_soft_bytes=100, quota_hard_bytes=200, compress=True, hard_action="none")
+    a1 = arch("app.log", 30, size=300)
+    p = plan([DirSnapshot(D, (e("app.log", 50), a1))], c, NOW)
+    assert kinds(p) == [("delete", a1.name)]
+
+
+def test_pod_quota_tracks_compressions_per_directory() -> None:
+    # The same archive name in two directories of one pod: each is its own file.
+    c = cfg(quota_soft_bytes=250, quota_scope="pod", pod_pattern=r"^/pvc/(?P<pod>[^/]+)/",
+            compress=True)
+    d1, d2 = "/pvc/p1/logs/a", "/pvc/p1/logs/b"
+    name = arch("x.log", 30).name
+    s1 = DirSnapshot(d1, (e(name, 200),))
+    s2 = DirSnapshot(d2, (e(name, 200, alloc=200),))
+    p = plan([s1, s2], c, NOW, group_of={d1: "pod:p1", d2: "pod:p1"})
+    assert sorted((a.kind, a.directory) for a in p.actions) == [("compress", d1),
+                                                                ("compress", d2)]
+
+
+def test_sparse_active_log_is_not_copytruncated() -> None:
+    sparse = Entry("app.log", 1 << 40, 8192, 0.0)
+    p = plan([DirSnapshot(D, (sparse,))], cfg(rotate_size_bytes=1, method="copytruncate"), NOW)
+    assert [(a.kind, a.method) for a in p.actions] == [("rotate", "skip")]
+    assert "sparse" in p.actions[0].reason
