@@ -51,16 +51,34 @@ _BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
 
 
 class _BootstrapErrors(logging.Filter):
-    """Collects exceptions passed as log arguments by kafka-python's connection code."""
+    """Collects exceptions passed as log arguments by kafka-python's connection code. Attached
+    for the duration of one producer construction; lowers the loggers to WARNING if needed so
+    it sees those records, but lets through only what the configured level would have."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: tuple[str, ...]) -> None:
         super().__init__()
         self.errors: list[BaseException] = []
+        self._loggers = [logging.getLogger(n) for n in names]
+        self._saved: list[tuple[logging.Logger, int, int]] = []
+
+    def __enter__(self) -> _BootstrapErrors:
+        for lg in self._loggers:
+            self._saved.append((lg, lg.level, lg.getEffectiveLevel()))
+            if lg.getEffectiveLevel() > logging.WARNING:
+                lg.setLevel(logging.WARNING)
+            lg.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lg, level, _ in self._saved:
+            lg.removeFilter(self)
+            lg.setLevel(level)
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         self.errors.extend(a for a in args if isinstance(a, BaseException))
-        return True
+        effective = {lg.name: eff for lg, _, eff in self._saved}.get(record.name, 0)
+        return record.levelno >= effective
 
 
 def read_password(cfg: KafkaSinkConfig) -> str:
@@ -141,20 +159,23 @@ class KafkaPythonProducer:
             pass  # the sender is stopped; nothing is left to release
 
 
-def create_kafka_python_producer(cfg: KafkaSinkConfig) -> Producer:
+def create_kafka_python_producer(cfg: KafkaSinkConfig,
+                                 producer_class: Callable[..., Any] | None = None) -> Producer:
     """The default ProducerFactory: connects (bounded by connect_timeout_ms) and checks that
     the producer really is idempotent. Raises FatalError for what retrying cannot fix and the
-    underlying kafka error otherwise."""
-    from kafka import KafkaProducer
+    underlying kafka error otherwise. `producer_class` (default kafka.KafkaProducer) is for
+    tests."""
     from kafka.errors import KafkaTimeoutError
 
+    if producer_class is None:
+        from kafka import KafkaProducer
+
+        producer_class = KafkaProducer
     kwargs = producer_configs(cfg, read_password(cfg))
-    listener = _BootstrapErrors()
-    loggers = [logging.getLogger(n) for n in _BOOTSTRAP_LOGGERS]
-    for lg in loggers:
-        lg.addFilter(listener)
+    listener = _BootstrapErrors(_BOOTSTRAP_LOGGERS)
     try:
-        producer = KafkaProducer(**kwargs)
+        with listener:
+            producer = producer_class(**kwargs)
     except KafkaTimeoutError as e:
         for err in reversed(listener.errors):
             verdict = classify(err)
@@ -169,9 +190,6 @@ def create_kafka_python_producer(cfg: KafkaSinkConfig) -> Producer:
         if classify(e).kind is Kind.FATAL:
             raise FatalError(f"kafka: cannot create the producer: {e}") from e
         raise
-    finally:
-        for lg in loggers:
-            lg.removeFilter(listener)
     if not producer.config.get("enable_idempotence"):
         producer.close(timeout=0)
         raise FatalError("kafka: the producer is not idempotent (the broker does not support "
