@@ -13,13 +13,17 @@ LOG4J_VERSION=2.24.3
 CACHE=${OPSAGENT_CACHE:-$HOME/.cache/opsagent}
 dest="$CACHE/kafka/$KAFKA_VERSION"
 
+# Needed to run the broker even when the jars are cached; scripts/kafka --ssl (the tests'
+# session broker) makes its certificates with openssl.
+command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+command -v openssl >/dev/null 2>&1 || apt_install openssl
+
 if [ -f "$dest/.complete" ]; then
   ln -sfn "$KAFKA_VERSION" "$CACHE/kafka/current"
   echo "kafka $KAFKA_VERSION: cached in $dest" >&2
   exit 0
 fi
 
-command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
 command -v mvn >/dev/null 2>&1 || apt_install maven
 
 mkdir -p "$dest"
