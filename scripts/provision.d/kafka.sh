@@ -61,8 +61,12 @@ cat >"$work/pom.xml" <<EOF
 EOF
 
 echo "kafka $KAFKA_VERSION: fetching server jars with mvn (first run only)" >&2
-mvn -q -B -Dstyle.color=never -f "$work/pom.xml" dependency:copy-dependencies \
-  -DincludeScope=runtime -DoutputDirectory="$work/lib" >&2
+if ! mvn -B -Dstyle.color=never -f "$work/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$work/lib" >"$work/mvn.log" 2>&1; then
+  tail -n 40 "$work/mvn.log" >&2
+  echo "kafka $KAFKA_VERSION: mvn could not fetch the jars" >&2
+  exit 1
+fi
 
 # The broker and its storage tool must both be present, else the cache is not usable.
 ls "$work/lib"/kafka_${SCALA_VERSION}-"$KAFKA_VERSION".jar >/dev/null
