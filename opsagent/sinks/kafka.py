@@ -159,15 +159,19 @@ class KafkaSink:
         self._closed = True
         self._wake.set()  # a submit blocked in another thread gives up (SinkClosed)
         deadline = self._clock.monotonic() + max(0.0, deadline_secs)
+        # Each wait lasts at most one slice, so this also bounds the real time spent when the
+        # injected clock does not move (a test's FakeClock).
+        waits_left = int(max(0.0, deadline_secs) / _WAIT_SLICE_SECS) + 1
         while True:
             self._wake.clear()
             with self._lock:
                 self._pump()
-                if self._fatal is not None or not self._files \
+                if self._fatal is not None or not self._files or waits_left <= 0 \
                         or self._clock.monotonic() >= deadline:
                     break
                 slice_secs = self._wait_slice(deadline)
             self._wait(slice_secs)
+            waits_left -= 1
         with self._lock:
             self._released = True
             with self._abort_lock:
