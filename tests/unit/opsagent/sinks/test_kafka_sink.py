@@ -335,5 +335,5 @@ def test_blocked_submit_gives_up_when_stop_is_set(tmp_path: Path) -> None:
 
 def test_close_returns_even_when_the_injected_clock_stands_still(h: Harness) -> None:
     h.sink.submit([rec("a", 1)])
-    h.sink.close(0.2)  # FakeClock never advances: bounded by the number of waits
+    h.sink.close(0.05)  # FakeClock never advances: bounded by the number of waits
     assert h.factory.current.aborted
