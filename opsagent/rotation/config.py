@@ -41,8 +41,9 @@ class RotateConfig:
     rescan_interval_secs: float = 60.0    # full pass: backstop for lost inotify events, time rules
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("name must not be empty")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            # It names the state file and labels metrics: no path separators, nothing odd.
+            raise ValueError(f"name must be letters, digits, '_', '.', '-', got {self.name!r}")
         if not self.directories:
             raise ValueError("directories must list at least one glob")
         for d in self.directories:

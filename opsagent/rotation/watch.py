@@ -21,8 +21,12 @@ class _Enqueue(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
-        src = os.fsdecode(event.src_path)
-        self.q.put(src if event.is_directory else os.path.dirname(src))
+        paths = [event.src_path]
+        if getattr(event, "dest_path", ""):   # moved: the directory it arrived in matters too
+            paths.append(event.dest_path)
+        for p in paths:
+            path = os.fsdecode(p)
+            self.q.put(path if event.is_directory else os.path.dirname(path))
 
 
 def watch(patterns: Iterable[str], q: queue.Queue[str]) -> BaseObserver:

@@ -188,6 +188,7 @@ def test_far_future_and_past_mtimes_do_not_matter() -> None:
     ("kw", "message"),
     [
         (dict(directories=("relative/*",)), "absolute"),
+        (dict(name="../../etc/x"), "name must be"),
         (dict(include=("a/b.log",)), "file-name glob"),
         (dict(compress_level=0), "compress_level"),
         (dict(quota_soft_bytes=10, quota_hard_bytes=5), "must not exceed"),
@@ -195,7 +196,7 @@ def test_far_future_and_past_mtimes_do_not_matter() -> None:
         (dict(quota_scope="pod", pod_pattern="x"), "named group"),
         (dict(method="copytruncate", post_rotate_argv=("kill",)), "post_rotate_argv"),
     ],
-    ids=["relative", "slash-glob", "level", "soft>hard", "bad-regex", "no-pod-group", "hook"],
+    ids=["relative", "name-path", "slash-glob", "level", "soft>hard", "bad-regex", "no-pod-group", "hook"],
 )
 def test_config_validation(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
