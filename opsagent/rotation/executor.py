@@ -29,6 +29,7 @@ from opsagent.rotation.policy import Action, DirSnapshot, Entry
 log = logging.getLogger("opsagent.rotation")
 
 CHUNK = 1 << 20
+GROWING = "archive still growing"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ class Executor:
                     if os.fstat(src).st_size != read:
                         # Still being written (an app that has not reopened yet): later.
                         os.unlink(tmp, dir_fd=dir_fd)
-                        return Outcome(a, "skipped", "archive still growing")
+                        return Outcome(a, "skipped", GROWING)
                     safefs.rename_noreplace(dir_fd, tmp, a.target)
                 except BaseException:
                     _unlink_quietly(dir_fd, tmp)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 from opsagent.rotation.config import RotateConfig
@@ -127,6 +127,7 @@ def plan(
     last_rotated: Mapping[str, float] | None = None,
     undelivered: Mapping[str, int] | None = None,
     group_of: Mapping[str, str] | None = None,
+    hold: Collection[str] = (),
 ) -> Plan:
     """Decide what to do with `snapshots` under `cfg` at time `now`.
 
@@ -137,6 +138,7 @@ def plan(
     undelivered: path -> bytes not yet delivered by the forwarder; such files are not compressed,
         rotated by copytruncate, or deleted unless the hard limit forces it.
     group_of: directory path -> quota group name (per pod); default: each directory its own group.
+    hold: paths of archives not to compress now (the last attempt found them still growing).
     """
     last_rotated = last_rotated or {}
     undelivered = undelivered or {}
@@ -192,7 +194,7 @@ def plan(
     breaches: list[Breach] = []
     for group, files in groups.items():
         g_actions, g_breaches = _plan_group(group, files, cfg, now, last_rotated, undelivered,
-                                            usage.get(group, 0), all_names)
+                                            usage.get(group, 0), all_names, hold)
         actions.extend(g_actions)
         breaches.extend(g_breaches)
     return Plan(tuple(actions), usage, tuple(breaches), tuple(skipped))
@@ -207,6 +209,7 @@ def _plan_group(
     undelivered: Mapping[str, int],
     usage: int,
     all_names: Mapping[str, set[str]],
+    hold: Collection[str],
 ) -> tuple[list[Action], list[Breach]]:
     actions: list[Action] = []
     # Every name in the directory, symlinks and specials included, is taken for new archives.
@@ -292,6 +295,8 @@ def _plan_group(
                 continue
             if cfg.delay_compress and newest[(a.directory, a.active)] == a.name and not over_soft:
                 continue
+            if a.path() in hold:
+                continue   # still being written last time: retried at the next rescan
             if is_sparse(a.size, a.alloc):
                 # A mostly-hole file (e.g. 1 TB sparse) would cost hours of CPU to compress for
                 # nothing: the quota counts its blocks, retention deletes it in time.

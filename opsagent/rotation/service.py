@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from opsagent.clock import Clock
 from opsagent.rotation import safefs
 from opsagent.rotation.config import RotateConfig
-from opsagent.rotation.executor import Executor, Outcome, snapshot
+from opsagent.rotation.executor import GROWING, Executor, Outcome, snapshot
 from opsagent.rotation.metrics import RotationMetrics
 from opsagent.rotation.naming import classify
 from opsagent.rotation.policy import Action, DirSnapshot, Plan, plan
@@ -67,6 +67,10 @@ class RotationService:
         self.state.load()
         self._pod = re.compile(cfg.pod_pattern) if cfg.quota_scope == "pod" else None
         self._groups_seen: set[str] = set()
+        # Archives found still growing (an app writing into a renamed log it never reopens):
+        # not compressed again before the next full rescan, or every event would re-compress
+        # the whole file only to throw the result away.
+        self._growing: set[str] = set()
 
     def group(self, directory: str) -> str:
         if self._pod is not None:
@@ -99,6 +103,8 @@ class RotationService:
                 except OSError as e:
                     self._dir_error(p, e)
             now = self.clock.time()
+            if only is None and not dry_run:
+                self._growing.clear()
             self._note_active(snaps, now, everything=only is None and not dry_run)
             undelivered = self._undelivered(snaps)
             if not dry_run:
@@ -108,7 +114,7 @@ class RotationService:
             for group, group_snaps in snaps.items():
                 try:
                     gp = plan(group_snaps, self.cfg, now, last_rotated=self.state.times,
-                              undelivered=undelivered,
+                              undelivered=undelivered, hold=self._growing,
                               group_of={s.path: group for s in group_snaps})
                     plans.append(gp)
                     if not dry_run:
@@ -146,12 +152,21 @@ class RotationService:
 
     def _note_active(self, snaps: Mapping[str, list[DirSnapshot]], now: float, *,
                      everything: bool) -> None:
-        active = {os.path.join(s.path, e.name) for ss in snaps.values() for s in ss
-                  for e in s.entries
-                  if (r := classify(e.name, self.cfg.include, self.cfg.exclude))
-                  and r.kind == "active"}
+        active: set[str] = set()
+        archived: set[str] = set()
+        for ss in snaps.values():
+            for s in ss:
+                for e in s.entries:
+                    r = classify(e.name, self.cfg.include, self.cfg.exclude)
+                    if r is not None and r.kind == "active":
+                        active.add(os.path.join(s.path, e.name))
+                    elif r is not None and r.kind in ("archive", "compressed"):
+                        archived.add(os.path.join(s.path, r.active))
         if self.cfg.rotate_every:
-            self.state.seen(dict.fromkeys(active, now))
+            # A first-seen time only for logs without archives: for the others the planner
+            # takes the newest archive's stamp (after a lost state, "first seen now" would put
+            # off a daily rotation by up to two days).
+            self.state.seen(dict.fromkeys(active - archived, now))
         self.state.prune([s.path for ss in snaps.values() for s in ss], active,
                          everything=everything)
 
@@ -239,6 +254,8 @@ class RotationService:
                           extra={**fields, "undelivered_bytes": action.undelivered_bytes})
             level = logging.WARNING if action.kind == "truncate" else logging.INFO
             log.log(level, "rotation action", extra=fields)
+        elif out.status == "skipped" and out.detail == GROWING:
+            self._growing.add(os.path.join(action.directory, action.name))
         elif out.status == "refused":
             m.refused.labels(name, out.detail).inc()
             log.warning("refused unsafe file", extra={**fields, "error": out.detail})

@@ -79,3 +79,40 @@ def test_state_forgets_logs_that_are_gone(tmp_path: Path) -> None:
     assert sorted(svc.state.times) == [str(b / "app.log")]
     svc.run_pass()                               # a full pass forgets vanished directories
     assert svc.state.times == {}
+
+
+def test_daily_rotation_after_a_lost_state_follows_the_archive_stamps(tmp_path: Path) -> None:
+    d = _tree(tmp_path)
+    (d / "app.log").write_bytes(b"x\n")
+    (d / f"app.log.{stamp_of(NOW - 86400 - 60)}.zst").write_bytes(b"z")
+    clock = FakeClock(wall=NOW)
+    svc = make_service(tmp_path / "tree", tmp_path / "state", clock, rotate_every="daily")
+    r = svc.run_pass()         # no state: yesterday's archive says the period has changed
+    assert [a.kind for a in r.plan.actions] == ["rotate", "compress"]
+    assert (d / f"app.log.{stamp_of(NOW)}.zst").exists()
+
+
+def test_an_archive_still_growing_is_not_recompressed_before_the_next_rescan(
+        tmp_path: Path) -> None:
+    # An app writing into its renamed log (rename without a working hook): compressing it
+    # again on every write event would burn a core for nothing.
+    d = _tree(tmp_path)
+    archive = d / f"app.log.{stamp_of(NOW - 60)}"
+    archive.write_bytes(b"line\n" * 1000)
+    svc = make_service(tmp_path / "tree", tmp_path / "state", compress=True)
+    attempts = []
+
+    def app_writes(step: str) -> None:
+        if step == "compress:written":
+            attempts.append(step)
+            with open(archive, "ab") as f:
+                f.write(b"more\n")
+
+    svc.executor.fault = app_writes
+    assert [o.detail for o in svc.run_pass().outcomes] == ["archive still growing"]
+    r = svc.run_pass(only={str(d)})             # an event pass: held
+    assert r.plan.actions == () and len(attempts) == 1
+    svc.executor.fault = lambda step: None
+    r = svc.run_pass()                          # the rescan tries again
+    assert [o.status for o in r.outcomes] == ["done"]
+    assert os.listdir(d) == [archive.name + ".zst"]
