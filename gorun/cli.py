@@ -5,7 +5,8 @@
     gorun next EXPR [--tz ZONE] [--from ISO8601] [-n N]   the next N fire times
 
 supercronic's flags are accepted with `gorun [run] CRONTAB`, single- or double-dash: -json, -test,
--overlapping, -passthrough-logs, -prometheus-listen-address ADDR, -debug, -quiet.
+-overlapping, -passthrough-logs, -prometheus-listen-address ADDR, -split-logs, -inotify, -debug,
+-quiet.
 Exit codes: 0 success, 1 runtime failure, 2 usage, invalid crontab or expression.
 """
 
@@ -45,6 +46,10 @@ def _flags(p: argparse.ArgumentParser) -> None:
          help="write job output as is to our stdout/stderr instead of as log records")
     flag("prometheus-listen-address", dest="prometheus_listen_address", metavar="ADDR",
          help="serve /metrics on HOST:PORT (supercronic: e.g. 127.0.0.1:9746)")
+    flag("split-logs", dest="split_logs", action="store_true",
+         help="log below warning level to stdout, warnings and errors to stderr")
+    flag("inotify", action="store_true",
+         help="accepted for supercronic compatibility: gorun always watches (see --no-watch)")
     flag("debug", action="store_true", help="debug logging")
     flag("quiet", action="store_true", help="log warnings and errors only")
     flag("system", action="store_true",
@@ -139,11 +144,22 @@ def _next(args: argparse.Namespace) -> int:
 
 def _setup_logging(args: argparse.Namespace) -> None:
     level = "debug" if args.debug else "warning" if args.quiet else "info"
-    jsonlog.setup(level, json_format=args.json)
-    exempt_job_records()
+    jsonlog.setup(level, json_format=args.json,
+                  stream=sys.stdout if args.split_logs else sys.stderr)
+    root = logging.getLogger()
     if not args.json:
-        for handler in logging.getLogger().handlers:
+        for handler in root.handlers:
             handler.setFormatter(KeyValueFormatter())
+    if args.split_logs:  # supercronic's -split-logs: info to stdout, the rest to stderr
+        out = root.handlers[0]
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(out.formatter)
+        err.setLevel(logging.WARNING)
+        for flt in out.filters:
+            err.addFilter(flt)
+        out.addFilter(lambda record: record.levelno < logging.WARNING)
+        root.addHandler(err)
+    exempt_job_records()
 
 
 def _listen(addr: str) -> tuple[str, int]:

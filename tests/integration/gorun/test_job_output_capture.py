@@ -70,3 +70,22 @@ def test_long_lines_and_floods_are_bounded(tmp_path: Path, gorun: Callable[..., 
     long_line = [r for r in g.records() if r.get("truncated")]
     assert len(long_line) == 1 and len(long_line[0]["msg"]) == 16384
     assert g.stop() == 0
+
+
+def test_split_logs_puts_info_on_stdout_and_warnings_on_stderr(
+        tmp_path: Path, gorun: Callable[..., Gorun]) -> None:
+    import time
+    tab = tmp_path / "crontab"
+    tab.write_text("@reboot echo to-stdout; exit 1\n")
+    g = gorun("-json", "-split-logs", "-inotify", str(tab))
+    g.wait_msg("job failed")  # a warning: on stderr
+    deadline = time.monotonic() + 30
+    while '"to-stdout"' not in g.out_path.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert g.stop() == 0
+    out = [json.loads(x) for x in g.out_path.read_text().splitlines()]
+    err = g.records()
+    assert {r["level"] for r in out} == {"info"}
+    assert {r["level"] for r in err} <= {"warning", "error"}
+    assert "job started" in [r["msg"] for r in out]
