@@ -92,10 +92,12 @@ def config_toml(log_glob: str, *, statsd_port: int | None = None,
                 statsd_max_datagram_bytes: int = 1432,
                 graphite_port: int | None = None, graphite_protocol: str = "udp",
                 interval_secs: int = 10, late_secs: float = 0.5,
-                reconnect_max_secs: float = 60.0) -> str:
-    """A [[profile]] pipeline with the motan preset over `log_glob`, sending where asked."""
+                reconnect_max_secs: float = 60.0, state_dir: Path | None = None) -> str:
+    """A [[profile]] pipeline with the motan preset over `log_glob`, sending where asked.
+    `profile run` keeps its read positions in `state_dir` (give a tmp dir: never the system's)."""
     buckets = ", ".join(str(b) for b in BUCKETS)
-    out = f"""\
+    out = f'state_dir = "{state_dir}"\n\n' if state_dir is not None else ""
+    out += f"""\
 [[profile]]
 name = "{PIPELINE}"
 preset = "motan"

@@ -39,7 +39,8 @@ def test_lines_sent_while_carbon_is_down_arrive_when_it_starts(
     cfg = tmp_path / "profile.toml"
     cfg.write_text(config_toml(str(logdir / "*.log"), statsd_port=statsd_exporter.udp_port,
                                graphite_port=carbon_tcp, graphite_protocol="tcp",
-                               interval_secs=1, late_secs=0.5, reconnect_max_secs=1.0))
+                               interval_secs=1, late_secs=0.5,
+                               state_dir=tmp_path / "state", reconnect_max_secs=1.0))
     agent_log = tmp_path / "agent.log"
     started = int(time.time()) - 5
     with agent_log.open("wb") as out:

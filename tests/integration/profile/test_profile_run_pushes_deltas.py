@@ -41,7 +41,8 @@ def test_run_tails_and_sends_deltas_to_both_sinks(tmp_path: Path,
     log = write_log(logdir / "motan-access.log")
     cfg = tmp_path / "profile.toml"
     cfg.write_text(config_toml(str(logdir / "*.log"), statsd_port=statsd_exporter.udp_port,
-                               graphite_port=carbon.udp_port, interval_secs=1, late_secs=0.5))
+                               graphite_port=carbon.udp_port, interval_secs=1, late_secs=0.5,
+                               state_dir=tmp_path / "state"))
     started = int(time.time()) - 5
     proc = subprocess.Popen([*opsagent_argv(), "profile", "run", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
