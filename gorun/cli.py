@@ -16,6 +16,7 @@ import argparse
 import datetime
 import logging
 import os
+import resource
 import sys
 import zoneinfo
 from collections.abc import Sequence
@@ -169,6 +170,18 @@ def _listen(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _raise_nofile() -> None:
+    """Each running job holds two pipes (three while prestarted): lift the soft open-files
+    limit (often 1024) to the hard one, so hundreds of simultaneous jobs do not hit EMFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; runs that cannot get pipes fail to start, logged
+
+
 def _run(args: argparse.Namespace) -> int:
     _setup_logging(args)
     log = logging.getLogger("gorun")
@@ -180,6 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as e:
             log.error("cannot serve metrics", extra={"component": "gorun", "error": str(e)})
             return 2
+    _raise_nofile()
     if args.subreaper and not become_subreaper():
         log.warning("could not become a child subreaper", extra={"component": "gorun"})
     app = GorunApp(GorunOptions(
