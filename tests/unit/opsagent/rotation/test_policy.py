@@ -196,7 +196,8 @@ def test_far_future_and_past_mtimes_do_not_matter() -> None:
         (dict(quota_scope="pod", pod_pattern="x"), "named group"),
         (dict(method="copytruncate", post_rotate_argv=("kill",)), "post_rotate_argv"),
     ],
-    ids=["relative", "name-path", "slash-glob", "level", "soft>hard", "bad-regex", "no-pod-group", "hook"],
+    ids=["relative", "name-path", "slash-glob", "level", "soft>hard", "bad-regex", "no-pod-group",
+         "hook"],
 )
 def test_config_validation(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
