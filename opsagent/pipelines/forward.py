@@ -51,6 +51,7 @@ class Source(Protocol):
     def ack(self, key: FileKey, end: int) -> None: ...
     def flush_partial(self) -> list[Record]: ...
     def stop(self) -> None: ...
+    def pending_bytes(self) -> dict[str, int]: ...
 
 
 class Sink(Protocol):
@@ -261,6 +262,12 @@ class ForwardPipeline:
 
     def in_flight_files(self) -> int:
         return len(self._outstanding)
+
+    def pending_bytes(self) -> dict[str, int]:
+        """Per current path of every tailed file: bytes not yet delivered (unread, or read and
+        not acknowledged by Kafka). Thread-safe: log rotation asks it from its own thread so
+        it never deletes or compresses undelivered data."""
+        return self._source.pending_bytes()
 
     def drain(self) -> None:
         """Stop intake, flush partial lines, wait for in-flight acks up to the deadline, close

@@ -92,6 +92,9 @@ class FakeSource:
     def stop(self) -> None:
         self.stopped = True
 
+    def pending_bytes(self) -> dict[str, int]:
+        return {"/logs/app.log": 0}
+
 
 def config(tmp: Path | None = None, **kw: object) -> ForwardConfig:
     tail = TailConfig(include=(f"{tmp}/*.log" if tmp else "/logs/*.log",))
@@ -277,6 +280,8 @@ def test_real_files_all_lines_in_order_and_checkpoint_resumes(logs: Path) -> Non
     p = real_pipeline(logs, sink, clock)
     p.open()
     pump(p, sink, 50)
+    p.route_acks()
+    assert p.pending_bytes() == {str(logs / "logs" / "a.log"): 0}  # all acknowledged
     p.drain()
     assert [r.value for r in sink.sent] == lines
     assert all(dict(r.headers)["node"] == b"n1" for r in sink.sent)
@@ -305,6 +310,9 @@ def test_real_files_unacked_lines_are_sent_again_after_restart(logs: Path) -> No
     acks = sink.ack_first(7)  # Kafka acknowledged only the first 7 lines
     sink.poll_acked = lambda: acks  # type: ignore[method-assign]
     p.route_acks()
+    size = (logs / "logs" / "a.log").stat().st_size
+    acked = sum(len(x) + 1 for x in lines[:7])
+    assert p.pending_bytes() == {str(logs / "logs" / "a.log"): size - acked}
     sink.poll_acked = list  # type: ignore[method-assign]
     p.cfg = config(logs / "logs", drain_timeout_secs=0.0)
     p.drain()  # deadline 0: the rest stays unacked, as if the process were killed
