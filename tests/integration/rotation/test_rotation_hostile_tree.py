@@ -7,6 +7,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -212,3 +214,53 @@ def test_many_small_files(tmp_path: Path, tree: Path) -> None:
     assert sum(1 for a in r.plan.actions if a.kind == "delete") == 15
     assert len(os.listdir(tree)) == 100_000 + 5
     shutil.rmtree(tree)
+
+
+_SWAPPER = """
+import os, sys
+tree, secret, victim, archive = sys.argv[1:5]
+tmp = os.path.join(tree, "swap.tmp")
+while not os.path.exists(os.path.join(tree, "..", "stop")):
+    for target in (os.path.join(tree, "app.log"), archive):
+        for kind in ("file", "hardlink", "symlink"):
+            try:
+                if kind == "file":
+                    with open(tmp, "wb") as f:
+                        f.write(b"real\\n" * 100)
+                elif kind == "symlink":
+                    os.symlink(secret, tmp)
+                else:
+                    os.link(victim, tmp)
+                os.rename(tmp, target)
+            except OSError:
+                pass
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+"""
+
+
+@pytest.mark.parametrize("method", ["rename", "copytruncate"])
+def test_files_swapped_for_links_during_passes(tmp_path: Path, tree: Path, method: str) -> None:
+    # Between snapshot and execution a writer (another process: real parallelism) keeps
+    # replacing the log and an archive with a symlink, then a hard link, to files outside, then
+    # a real file again. Rotation (rename or copy + truncate), compression, deletion and the
+    # hard-limit truncation all race with it.
+    before = outside_files(tmp_path)
+    secret, victim = tmp_path / "outside" / "secret", tmp_path / "outside" / "victim.log"
+    archive = tree / f"app.log.{stamp_of(NOW - 30)}"
+    svc = _svc(tmp_path, method=method, keep=2, quota_soft_bytes=1, quota_hard_bytes=2)
+    writer = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(tree), str(secret),
+                               str(victim), str(archive)])
+    statuses: set[str] = set()
+    try:
+        for i in range(3000):
+            statuses |= {o.status for o in svc.run_pass().outcomes}
+            if i >= 500 and "done" in statuses and statuses & {"refused", "skipped", "failed"}:
+                break
+    finally:
+        (tree.parent / "stop").touch()
+        writer.wait(30)
+    assert_untouched(before)
+    assert "done" in statuses and statuses & {"refused", "skipped", "failed"}, statuses  # raced
