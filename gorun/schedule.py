@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gorun.crontab import Job
+from gorun.expr import CronExpr
 
 CATCHUP_LIMIT_SECS = 3 * 3600.0
 JUMP_TOLERANCE_SECS = 1.0
@@ -33,6 +34,14 @@ JUMP_TOLERANCE_SECS = 1.0
 MISSED_COUNT_CAP = 60
 
 _US = datetime.timedelta(microseconds=1)
+
+
+def _next(expr: CronExpr, t: datetime.datetime) -> datetime.datetime | None:
+    """The next fire time in UTC. CronExpr answers in the job's zone, where the second copy of
+    a repeated hour carries fold=1; arithmetic (`+ jitter`) and comparisons within one zone
+    ignore fold, so the schedule only ever holds UTC times."""
+    nxt = expr.next_after(t)
+    return None if nxt is None else nxt.astimezone(datetime.UTC)
 
 
 def jitter_offset(job_id: str, jitter_secs: float) -> datetime.timedelta:
@@ -136,7 +145,7 @@ class Schedule:
             if old is not None and _same_timing(old.job, job):
                 fire = old.fire
             else:
-                fire = job.expr.next_after(now)
+                fire = _next(job.expr, now)
             entry = _Entry(job, fire, jitter_offset(job.id, job.options.jitter_secs),
                            next(self._versions))
             self._entries[job.id] = entry
@@ -261,7 +270,7 @@ class Schedule:
         counts (so a wildcard job fires at the new wall time, as cron runs the current minute)."""
         expr = entry.job.expr
         assert expr is not None
-        return expr.next_after(now.replace(microsecond=0) - _US)
+        return _next(expr, now.replace(microsecond=0) - _US)
 
     @staticmethod
     def _count_until(entry: _Entry, start: datetime.datetime, limit: datetime.datetime,
@@ -270,12 +279,12 @@ class Schedule:
         expr = entry.job.expr
         assert expr is not None
         n = 0
-        nxt = expr.next_after(start)
+        nxt = _next(expr, start)
         while nxt is not None and nxt + jitter <= limit:
             n += 1
             if n >= MISSED_COUNT_CAP:
-                return n, expr.next_after(limit - jitter)
-            nxt = expr.next_after(nxt)
+                return n, _next(expr, limit - jitter)
+            nxt = _next(expr, nxt)
         return n, nxt
 
     def _fire_due(self, now: datetime.datetime, out: Tick) -> None:

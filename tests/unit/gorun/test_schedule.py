@@ -243,3 +243,32 @@ def test_next_wake_settles_a_deferred_tick_itself() -> None:
     d.mono += 10
     d.sched.tick(d.wall, d.mono, defer=True)
     assert d.sched.next_wake() == T0 + 20 * S
+
+
+@pytest.mark.parametrize("jitter", [0.0, 5.0], ids=["no-jitter", "jitter"])
+def test_repeated_hour_fires_in_both_copies_at_the_right_utc_times(jitter: float) -> None:
+    # croniter-free real expression in a zone: America/New_York falls back at 2021-11-07 06:00Z
+    # (02:00 EDT -> 01:00 EST). The second 01:xx copy carries fold=1 in the zone; the schedule
+    # must not lose it to `+ jitter` or same-zone comparisons (it would fire an hour early).
+    from zoneinfo import ZoneInfo
+
+    from gorun.crontab import Job
+    from gorun.expr import parse_expr
+
+    expr = parse_expr("*/30 * * * *", ZoneInfo("America/New_York"))
+    j = Job(file="/c", line=1, spec="*/30 * * * *", expr=expr, command="true", stdin=None,
+            env={}, shell="/bin/sh", user=None, options=JobOptions(jitter_secs=jitter))
+    start = datetime.datetime(2021, 11, 7, 4, 50, tzinfo=datetime.UTC)
+    sched = Schedule(start, 0.0)
+    sched.set_jobs("/c", [j], start)
+    fired: list[datetime.datetime] = []
+    now, mono = start, 0.0
+    for _ in range(3 * 3600 // 10):
+        now += 10 * S
+        mono += 10
+        fired += [d.at.astimezone(datetime.UTC) for d in sched.tick(now, mono).due]
+    off = jitter_offset(j.id, jitter)
+    expected = [datetime.datetime(2021, 11, 7, 5, 0, tzinfo=datetime.UTC)
+                + k * datetime.timedelta(minutes=30) + off for k in range(6)]
+    assert [f.replace(second=0, microsecond=0) for f in fired] == [
+        e.replace(second=0, microsecond=0) for e in expected]
