@@ -1,0 +1,73 @@
+"""SIGTERM while Kafka cannot be reached: the drain gives up at drain_timeout_secs, the agent exits
+0 without checkpointing anything undelivered, and a later run against a reachable broker
+delivers every line (including the partial last line the first drain could not send) once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.kafka import KafkaBroker
+from tests.fixtures.services import free_port
+from tests.integration.kafka import forward_oracle as oracle
+from tests.integration.kafka.forward_harness import (
+    Agent,
+    LineWriter,
+    values,
+    wait_delivered,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+DRAIN_SECS = 3.0
+FAST_FAIL = {"request_timeout_ms": 1000, "delivery_timeout_ms": 2000,
+             "connect_timeout_ms": 1000, "retry_backoff_base_secs": 0.2,
+             "retry_backoff_max_secs": 1.0}
+
+
+def test_drain_deadline_with_kafka_unreachable_then_delivery_later(
+        kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    topic = "fwd-drain-deadline"
+    kafka_broker.create_topic(topic, partitions=1)
+    logs, state = tmp_path / "logs", tmp_path / "state"
+    logs.mkdir()
+    w = LineWriter(logs / "app.log", "dd")
+    w.write(100)
+    with open(logs / "app.log", "ab") as f:
+        f.write(b"dd 0000000100 partial")
+    nowhere = f"127.0.0.1:{free_port()}"  # nothing listens there
+    down = write_config(tmp_path / "down.toml", state_dir=state, bootstrap=nowhere, topic=topic,
+                        include=[f"{logs}/*.log"], kafka=FAST_FAIL,
+                        forward={"drain_timeout_secs": DRAIN_SECS})
+    agent = Agent(down, tmp_path / "agent.log")
+    agent.start()
+    try:
+        wait_for(lambda: any(r.get("msg") == "forwarding" for r in agent.log_records()), 30,
+                 "the agent running")
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        assert agent.terminate(timeout=DRAIN_SECS + 20) == 0, agent.log_tail()
+        took = time.monotonic() - t0
+        msgs = [r.get("msg", "") for r in agent.log_records()]
+        assert any("drain deadline passed" in m for m in msgs), agent.log_tail()
+
+        up = write_config(tmp_path / "up.toml", state_dir=state,
+                          bootstrap=kafka_broker.bootstrap, topic=topic,
+                          include=[f"{logs}/*.log"])
+        agent.config = up
+        agent.start()
+        verdict = wait_delivered(kafka_broker, topic, {"dd": 100}, 30, agent)
+        assert agent.terminate() == 0, agent.log_tail()
+    finally:
+        agent.stop_quietly()
+        w.close()
+    print(verdict.summary(), f"drain took {took:.1f}s")
+    assert took < DRAIN_SECS + 10, took  # the deadline, plus interpreter exit and slack
+    got = values(kafka_broker, topic)
+    assert verdict.lost == 0 and verdict.duplicates == 0, verdict.summary()
+    assert got[-1] == b"dd 0000000100 partial" and len(got) == 101
+    assert oracle.check(got, {"dd": 101}).lost == 0
