@@ -36,7 +36,9 @@ class JobOptions:
     """Per-job options from a `# gorun: timeout=30s overlap=replace jitter=10s` comment."""
 
     timeout_secs: float | None = None
-    overlap: Literal["skip", "allow", "replace"] = "skip"
+    # None: not set in the crontab, so the runner's default applies ("skip", or "allow" under
+    # supercronic's -overlapping); an explicit `overlap=skip` stays skip.
+    overlap: Literal["skip", "allow", "replace"] | None = None
     jitter_secs: float = 0.0
 
 
@@ -303,10 +305,10 @@ class _Parser:
             self.problem(number, message, "warning")
         if option_values:
             timeout = option_values.get("timeout")
-            overlap = option_values.get("overlap", "skip")
+            overlap = option_values.get("overlap")
             options = JobOptions(
                 timeout_secs=cast(float | None, timeout),
-                overlap=cast(Literal["skip", "allow", "replace"], overlap),
+                overlap=cast(Literal["skip", "allow", "replace"] | None, overlap),
                 jitter_secs=cast(float, option_values.get("jitter", 0.0)),
             )
             job = _with_options(job, options)

@@ -99,10 +99,7 @@ class Runner:
     # --- starting ---------------------------------------------------------------------------
 
     def policy(self, job: Job) -> str:
-        overlap = job.options.overlap
-        if overlap == "skip" and self.config.overlap_default == "allow":
-            return "allow"
-        return overlap
+        return job.options.overlap or self.config.overlap_default
 
     def start(self, job: Job, *, scheduled: datetime.datetime | None = None,
               catch_up: bool = False) -> Run | None:

@@ -46,7 +46,7 @@ class FakeRunner:
         return int(job_id in self.busy)
 
     def policy(self, job: Job) -> str:
-        return job.options.overlap
+        return job.options.overlap or "skip"
 
 
 def setup(*jobs: Job) -> tuple[Prestarter, FakeRunner, Schedule]:

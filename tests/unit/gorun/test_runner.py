@@ -92,15 +92,21 @@ def test_overlap_skip_is_the_default_and_warns(rig: Rig) -> None:
     assert rig.runner.start(j) is not None  # free again once the run ended
 
 
-@pytest.mark.parametrize("overlap,overlapping", [("allow", False), ("skip", True)])
-def test_overlap_allow_and_the_overlapping_flag(overlap: str, overlapping: bool) -> None:
+@pytest.mark.parametrize(
+    ("overlap", "overlapping", "runs"),
+    [("allow", False, 2), (None, True, 2), ("skip", True, 1)],
+    ids=["explicit-allow", "overlapping-default", "explicit-skip-wins-over-flag"],
+)
+def test_overlap_allow_and_the_overlapping_flag(overlap: str | None, overlapping: bool,
+                                                runs: int) -> None:
     rig = Rig(overlap_default="allow" if overlapping else "skip")
     try:
         j = job(1, PeriodExpr(60), command="exec sleep 30",
                 options=JobOptions(overlap=overlap))  # type: ignore[arg-type]
         assert rig.runner.start(j) is not None
-        assert rig.runner.start(j) is not None
-        assert rig.runner.running(JID) == 2
+        second = rig.runner.start(j)
+        assert (second is not None) == (runs == 2)
+        assert rig.runner.running(JID) == runs
     finally:
         rig.close()
 
