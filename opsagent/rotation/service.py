@@ -7,6 +7,7 @@ rescan is the backstop for inotify overflows and drives time-based rotation.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import logging
@@ -14,13 +15,13 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
 from opsagent.clock import Clock
-from opsagent.rotation import safefs
+from opsagent.rotation import loop, safefs
 from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.executor import GROWING, Executor, Outcome, snapshot
 from opsagent.rotation.metrics import RotationMetrics
@@ -107,24 +108,20 @@ class RotationService:
                 self._growing.clear()
             self._note_active(snaps, now, everything=only is None and not dry_run)
             undelivered = self._undelivered(snaps)
-            if not dry_run:
+            if not dry_run and only is None:
+                # Owed by a crash or a failure: retried on full passes (not on every event,
+                # which could run a failing hook several times a second).
                 self._run_owed_hook()
-            plans: list[Plan] = []
-            outcomes: list[Outcome] = []
+            plans: dict[str, Plan] = {}
             for group, group_snaps in snaps.items():
-                try:
-                    gp = plan(group_snaps, self.cfg, now, last_rotated=self.state.times,
-                              undelivered=undelivered, hold=self._growing,
-                              group_of={s.path: group for s in group_snaps})
-                    plans.append(gp)
-                    if not dry_run:
-                        outcomes.extend(self._execute(fds, gp, now))
-                except Exception as e:  # one group's surprise must not stop the others
-                    self.metrics.errors.labels(self.cfg.name, "group").inc()
-                    log.exception("rotation of a quota group failed",
-                                  extra={"component": "rotation", "policy": self.cfg.name,
-                                         "group": group, "error": repr(e)})
-            the_plan = _merge(plans)
+                with self._guard(group):
+                    plans[group] = plan(group_snaps, self.cfg, now, last_rotated=self.state.times,
+                                        undelivered=undelivered, hold=self._growing,
+                                        group_of={s.path: group for s in group_snaps})
+            outcomes: list[Outcome] = []
+            if not dry_run:
+                outcomes = self._execute(fds, plans, now)
+            the_plan = _merge(list(plans.values()))
             for _, reason in the_plan.skipped:
                 self.metrics.refused.labels(self.cfg.name, reason).inc()
             if not dry_run:
@@ -200,28 +197,58 @@ class RotationService:
                       extra={"component": "rotation", "policy": self.cfg.name, "status": rc})
         self.state.save()
 
-    def _execute(self, fds: Mapping[str, int], the_plan: Plan, now: float) -> list[Outcome]:
-        # Phases: recover and rotate (in plan order); the post-rotate hook once, before any
-        # compression reads a renamed log the app may still be writing; deletions (free space
-        # for the compressions' temp files); then compressions, together in a pool (zstd drops
-        # the GIL; they touch distinct files).
-        acts = the_plan.actions
-        first = [a for a in acts if a.kind in _FIRST]
-        renames = [a for a in first if a.kind == "rotate" and a.method == "rename"]
-        if renames and self.executor.post_rotate_argv:
+    def _execute(self, fds: Mapping[str, int], plans: Mapping[str, Plan],
+                 now: float) -> list[Outcome]:
+        # Phases, each over every quota group: recover and rotate (plan order); the post-rotate
+        # hook once per pass, before any compression reads a renamed log the app may still be
+        # writing; deletions and truncations (free space for the compressions' temp files);
+        # then compressions, together in a pool (zstd drops the GIL; distinct files). A group
+        # failing in a phase is logged and counted; the other groups go on.
+        first = {g: [a for a in p.actions if a.kind in _FIRST] for g, p in plans.items()}
+        if self.executor.post_rotate_argv and any(
+                a.kind == "rotate" and a.method == "rename" for acts in first.values()
+                for a in acts):
             self.state.set_hook_pending(True)
             self.state.save()          # durable before the first rename
-        out = [self._do(fds, a, now) for a in first]
+        out: list[Outcome] = []
+        for group, acts in first.items():
+            with self._guard(group):
+                out += [self._do(fds, a, now) for a in acts]
         if self.state.hook_pending and self.executor.post_rotate_argv and not self._stopping():
             self._hook()
-        out += [self._do(fds, a, now) for a in acts if a.kind in ("delete", "truncate")]
-        compressions = [a for a in acts if a.kind == "compress"]
+        for group, p in plans.items():
+            with self._guard(group):
+                out += [self._do(fds, a, now) for a in p.actions
+                        if a.kind in ("delete", "truncate")]
+        compressions = [(g, a) for g, p in plans.items() for a in p.actions
+                        if a.kind == "compress"]
+
+        def compress(ga: tuple[str, Action]) -> Outcome | None:
+            try:
+                return self._do(fds, ga[1], now)
+            except Exception as e:  # as _guard: this group only
+                self._group_failed(ga[0], e)
+                return None
+
         if len(compressions) > 1 and self.workers > 1:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="zstd") as pool:
-                out += list(pool.map(lambda a: self._do(fds, a, now), compressions))
+                done = list(pool.map(compress, compressions))
         else:
-            out += [self._do(fds, a, now) for a in compressions]
-        return out
+            done = [compress(ga) for ga in compressions]
+        return out + [o for o in done if o is not None]
+
+    @contextlib.contextmanager
+    def _guard(self, group: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception as e:  # one group's surprise must not stop the others
+            self._group_failed(group, e)
+
+    def _group_failed(self, group: str, e: Exception) -> None:
+        self.metrics.errors.labels(self.cfg.name, "group").inc()
+        log.error("rotation of a quota group failed", exc_info=e,
+                  extra={"component": "rotation", "policy": self.cfg.name, "group": group,
+                         "error": repr(e)})
 
     def _stopping(self) -> bool:
         return self.executor.stop.is_set()
@@ -288,56 +315,17 @@ class RotationService:
                              "limit": b.limit, "usage_bytes": b.usage,
                              "limit_bytes": b.limit_bytes})
 
-    # -- continuous mode --------------------------------------------------------------------
+    # -- continuous mode (opsagent/rotation/loop.py) ---------------------------------------
 
     def run(self, stop: threading.Event, *, events: queue.Queue[str] | None = None) -> None:
         """Passes on events (directory paths put on `events`) and every rescan interval, until
         `stop` is set; setting it also abandons a compression in progress at its next chunk."""
-        events = events or queue.Queue()
-        self.executor.stop = stop
-        next_full = self.clock.monotonic()
-        last_pass = -1e18
-        while not stop.is_set():
-            now = self.clock.monotonic()
-            if now >= next_full:
-                self._safe_pass(None)
-                last_pass = next_full = self.clock.monotonic()
-                next_full += self.cfg.rescan_interval_secs
-                continue
-            try:
-                first = events.get(timeout=min(next_full - now, 1.0))
-            except queue.Empty:
-                continue
-            if not self.watches(first):
-                continue
-            wait = self.cfg.min_interval_secs - (self.clock.monotonic() - last_pass)
-            if wait > 0 and stop.wait(wait):
-                break
-            dirty = {first}
-            for _ in range(100_000):   # bounded: a flood of events cannot postpone the pass
-                try:
-                    d = events.get_nowait()
-                except queue.Empty:
-                    break
-                if self.watches(d):
-                    dirty.add(d)
-            self._safe_pass(dirty)
-            last_pass = self.clock.monotonic()
+        loop.run(self, stop, events or queue.Queue())
 
     def watches(self, directory: str) -> bool:
         """Could `directory` be one of ours? (Events from elsewhere under the trusted prefix,
         other volumes of a pod say, must not trigger passes.)"""
         return any(_glob_match(directory, p) for p in self.cfg.directories)
-
-    def _safe_pass(self, only: set[str] | None) -> None:
-        try:
-            self.run_pass(only=only)
-            self.metrics.passes.labels(self.cfg.name).inc()
-        except Exception as e:  # the loop outlives any one pass
-            self.metrics.errors.labels(self.cfg.name, "pass").inc()
-            log.exception("rotation pass failed", extra={"component": "rotation",
-                                                         "policy": self.cfg.name,
-                                                         "error": repr(e)})
 
 
 _FIRST = ("remove_temp", "finish_compress", "finish_rename", "rotate")

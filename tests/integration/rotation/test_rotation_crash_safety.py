@@ -227,6 +227,9 @@ def test_post_rotate_hook_runs_once_per_pass_and_before_compression(tmp_path: Pa
         calls.append(sorted(os.listdir(d)))
         return 0
 
+    other = tmp_path / "tree" / "pod-b" / "logs"     # another quota group
+    other.mkdir(parents=True)
+    (other / "z.log").write_bytes(b"x\n")
     svc = make_service(tmp_path / "tree", tmp_path / "state", rotate_size_bytes=1,
                        compress=True, post_rotate_argv=("/bin/true",))
     svc.executor.run_hook = hook
@@ -236,6 +239,7 @@ def test_post_rotate_hook_runs_once_per_pass_and_before_compression(tmp_path: Pa
     stamp = stamp_of(NOW)
     assert calls == [sorted(f"{n}.log.{stamp}" for n in "abc")]   # once, nothing compressed yet
     assert sorted(os.listdir(d)) == sorted(f"{n}.log.{stamp}.zst" for n in "abc")
+    assert os.listdir(other) == [f"z.log.{stamp}.zst"]
 
 
 def test_failed_post_rotate_hook_is_retried(tmp_path: Path) -> None:
