@@ -153,6 +153,7 @@ def plan(
         skipped.extend((os.path.join(snap.path, n), r) for n, r in snap.skipped)
         group = group_of.get(snap.path, snap.path)
         files = groups.setdefault(group, [])
+        usage.setdefault(group, 0)
         names = {e.name for e in snap.entries}
         all_names[snap.path] = names | {n for n, _ in snap.skipped}
         linked: dict[int, list[tuple[Entry, Name]]] = {}
@@ -241,6 +242,12 @@ def _plan_group(
             actions.append(Action("rotate", f.directory, f.entry.name, reason_skip, method="skip"))
             continue
         target = archive_name(f.entry.name, now, taken[f.directory])
+        if classify(target, cfg.include, cfg.exclude) is None:
+            # 10,000 names of this second taken already (planted): the archive would not be
+            # recognised as ours afterwards. Try again next second.
+            actions.append(Action("rotate", f.directory, f.entry.name,
+                                  "no free archive name this second", method="skip"))
+            continue
         if len(os.fsencode(target + ZST)) > NAME_MAX:
             actions.append(Action("rotate", f.directory, f.entry.name,
                                   "name too long to add an archive suffix", method="skip"))

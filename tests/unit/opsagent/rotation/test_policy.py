@@ -298,3 +298,16 @@ def test_sparse_active_log_is_not_copytruncated() -> None:
     p = plan([DirSnapshot(D, (sparse,))], cfg(rotate_size_bytes=1, method="copytruncate"), NOW)
     assert [(a.kind, a.method) for a in p.actions] == [("rotate", "skip")]
     assert "sparse" in p.actions[0].reason
+
+
+def test_no_rotation_onto_a_name_we_would_not_recognise() -> None:
+    base = "app.log." + stamp_of(NOW)
+    planted = (e(base),) + tuple(e(f"{base}.{k}") for k in range(1, 10_000))
+    p = plan([DirSnapshot(D, (e("app.log", 50), *planted))], cfg(rotate_size_bytes=1), NOW)
+    rot = [a for a in p.actions if a.kind == "rotate"]
+    assert [(a.method, a.reason) for a in rot] == [("skip", "no free archive name this second")]
+
+
+def test_a_group_without_files_reports_zero_usage() -> None:
+    p = plan([DirSnapshot(D, (e("notes.txt", 5000),))], cfg(quota_soft_bytes=10), NOW)
+    assert p.usage == {D: 0}
