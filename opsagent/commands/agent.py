@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
     if cfg.telemetry.log_level.lower() != "debug":
-        logging.getLogger("kafka").setLevel(logging.WARNING)  # a line per connection at INFO
+        # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
     from gorun.reaper import ChildReaper, OrphanReaper
     from opsagent.app import CONFIG_CHANGED, Agent, watch_config
