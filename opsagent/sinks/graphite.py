@@ -16,7 +16,6 @@ import logging
 import re
 import select
 import socket
-import weakref
 from typing import Literal
 
 import prometheus_client
@@ -24,6 +23,7 @@ import prometheus_client
 from opsagent.clock import Clock
 from opsagent.processors.profile.samples import Interval
 from opsagent.sinks.resolver import ResolveFn, Resolver, getaddrinfo_resolve
+from opsagent.telemetry.registry import PerRegistry
 
 log = logging.getLogger("opsagent.sinks.graphite")
 
@@ -98,15 +98,7 @@ class _Metrics:
             ["pipeline", "reason"], registry=registry)
 
 
-_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = \
-    weakref.WeakKeyDictionary()
-
-
-def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
-    m = _METRICS.get(registry)
-    if m is None:
-        m = _METRICS[registry] = _Metrics(registry)
-    return m
+_metrics = PerRegistry(_Metrics)
 
 
 class GraphiteSink:

@@ -18,7 +18,6 @@ import errno
 import logging
 import re
 import socket
-import weakref
 from typing import Any
 
 import prometheus_client
@@ -28,6 +27,7 @@ from statsd.client.udp import Pipeline
 from opsagent.clock import Clock
 from opsagent.processors.profile.samples import Interval
 from opsagent.sinks.resolver import ResolveFn, Resolver, getaddrinfo_resolve
+from opsagent.telemetry.registry import PerRegistry
 
 log = logging.getLogger("opsagent.sinks.statsd")
 
@@ -93,15 +93,7 @@ class _Metrics:
             ["pipeline", "reason"], registry=registry)
 
 
-_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = \
-    weakref.WeakKeyDictionary()
-
-
-def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
-    m = _METRICS.get(registry)
-    if m is None:
-        m = _METRICS[registry] = _Metrics(registry)
-    return m
+_metrics = PerRegistry(_Metrics)
 
 
 def format_datagrams(pipeline: str, cfg: StatsdConfig, interval: Interval) -> list[str]:

@@ -5,7 +5,6 @@ pipeline alike, so both produce the same statistics from the same lines."""
 from __future__ import annotations
 
 import re
-import weakref
 from collections import Counter
 from collections.abc import Hashable, Mapping
 
@@ -17,6 +16,7 @@ from opsagent.processors.profile.parse import Parser
 from opsagent.processors.profile.presets import effective
 from opsagent.processors.profile.samples import Interval
 from opsagent.processors.profile.unwrap import Unwrapper
+from opsagent.telemetry.registry import PerRegistry
 
 
 class _Metrics:
@@ -41,15 +41,7 @@ class _Metrics:
             ["pipeline"], registry=registry)
 
 
-_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = \
-    weakref.WeakKeyDictionary()
-
-
-def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
-    m = _METRICS.get(registry)
-    if m is None:
-        m = _METRICS[registry] = _Metrics(registry)
-    return m
+_metrics = PerRegistry(_Metrics)
 
 
 _MAX_UNWRAPPERS = 4096
