@@ -195,7 +195,8 @@ def measure(argv: list[str], stdout_path: Path, cwd: Path) -> dict[str, Any]:
     started = time.monotonic()
     peak = [0]
     done = threading.Event()
-    with stdout_path.open("wb") as out, (cwd / (stdout_path.name + ".err")).open("wb") as err:
+    err_path = stdout_path.with_name(stdout_path.name + ".err")  # beside stdout, never in cwd
+    with stdout_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd)
 
         def sample() -> None:
@@ -211,7 +212,7 @@ def measure(argv: list[str], stdout_path: Path, cwd: Path) -> dict[str, Any]:
         done.set()
         sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    for line in (cwd / (stdout_path.name + ".err")).read_text(errors="replace").splitlines():
+    for line in err_path.read_text(errors="replace").splitlines():
         if line.startswith("vmhwm_kib="):
             peak[0] = max(peak[0], int(line.split("=", 1)[1]))
     return {
