@@ -179,6 +179,14 @@ class Agent:
                           extra={"component": "agent", "file": self.config_path,
                                  "error": str(err)})
             return False
+        if new.state_dir != self.cfg.state_dir:
+            # The agent's lock, checkpoints and rotation state live there: moving it needs a
+            # restart (which takes the lock on the new directory).
+            self.m_reloads.labels("rejected").inc()
+            log.error("config rejected; keeping the running config", extra={
+                "component": "agent", "file": self.config_path,
+                "error": "state_dir: cannot change on reload (restart the agent)"})
+            return False
         self._digest = file_digest(self.config_path)
         changes = self._apply(new)
         self.m_reloads.labels("applied").inc()

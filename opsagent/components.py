@@ -117,22 +117,11 @@ class RotateComponent(_Threaded):
         self.service = RotationService(cfg, state_dir=state_dir, clock=clock, metrics=metrics,
                                        undelivered=undelivered)
 
-    def start(self) -> None:
-        from opsagent.rotation.watch import watch
-
-        # File events under the policy's directories make a pass follow within
-        # min_interval_secs; the periodic rescan is the backstop.
-        self._observer = watch(self.config.directories, self.events)
-        super().start()
-
     def body(self, stop: threading.Event) -> None:
+        # The service's loop runs its own inotify watcher on exactly the directories the
+        # policy matched (file events make a pass follow within min_interval_secs; the
+        # periodic rescan is the backstop).
         self.service.run(stop, events=self.events)
-
-    def stop(self, timeout_secs: float) -> bool:
-        observer = getattr(self, "_observer", None)
-        if observer is not None:
-            observer.stop()
-        return super().stop(timeout_secs)
 
 
 class CronComponent(_Threaded):

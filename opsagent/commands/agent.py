@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import logging
 import os
 import sys
@@ -66,6 +68,31 @@ def _volumes(cfg: schema.AgentConfig) -> list[str]:
     return sorted(roots | {cfg.state_dir})
 
 
+class AgentLockHeld(Exception):
+    """Another agent runs on the same state directory."""
+
+
+def lock_state_dir(state_dir: str) -> int:
+    """Hold `state_dir/agent.lock` (flock) for the life of the process; returns its fd.
+
+    Raises AgentLockHeld when another agent holds it. The lock dies with its process (a crashed
+    agent never blocks the next one); O_CLOEXEC keeps cron jobs from inheriting it."""
+    path = os.path.join(state_dir, "agent.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise AgentLockHeld(f"{path} is held by pid {holder}: another agent runs on this "
+                                f"state directory") from None
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = schema.load(args.config)
@@ -78,12 +105,24 @@ def run(args: argparse.Namespace) -> int:
         # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
+    os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
+    try:
+        lock_fd = lock_state_dir(cfg.state_dir)
+    except (AgentLockHeld, OSError) as e:
+        print(f"opsagent run: {e}", file=sys.stderr)
+        return 1
+    try:
+        return _run_locked(args, cfg)
+    finally:
+        os.close(lock_fd)
+
+
+def _run_locked(args: argparse.Namespace, cfg: schema.AgentConfig) -> int:
     from gorun.reaper import ChildReaper, OrphanReaper
     from opsagent.app import CONFIG_CHANGED, Agent, watch_config
     from opsagent.telemetry.http import Health, TelemetryServer
     from opsagent.telemetry.process import register as register_process
 
-    os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
     clock = SystemClock()
     registry = prometheus_client.CollectorRegistry()
     register_process(registry, _volumes(cfg))

@@ -1,0 +1,321 @@
+"""The agent's main loop: start, reload (only what changed; a bad config keeps the old one),
+restart of a dead component after its backoff (fake clock), concurrent drain within the deadline,
+liveness while Kafka is down, and the state-directory lock.
+
+Components are fakes injected through `Agent._build` (a subclass), except in the liveness test,
+which runs a real forward pipeline against a Kafka address where nothing listens."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+import pytest
+
+from opsagent.app import CONFIG_CHANGED, RESTART_BACKOFF_SECS, Agent
+from opsagent.clock import FakeClock, SystemClock
+from opsagent.commands.agent import AgentLockHeld, lock_state_dir
+from opsagent.config import schema
+from opsagent.reload import Key
+from opsagent.telemetry.http import Health, TelemetryServer
+from tests.fixtures.services import free_port
+
+DEADLINE = 7.0
+
+
+def config_text(tmp: Path, *, interval: int = 10, keep: int = 5, kafka_port: int = 9,
+                state_dir: str | None = None, drain: float = DEADLINE) -> str:
+    return f"""
+state_dir = "{state_dir or tmp / 'state'}"
+drain_deadline_secs = {drain}
+
+[cron]
+crontabs = ["{tmp / 'crontab'}"]
+
+[[rotate]]
+name = "apps"
+directories = ["{tmp}/logs"]
+keep = {keep}
+
+[[profile]]
+name = "shop"
+preset = "motan"
+interval_secs = {interval}
+[profile.tail]
+include = ["{tmp}/profile/*.log"]
+[profile.statsd]
+port = 9
+
+[[forward]]
+name = "critical"
+drain_timeout_secs = 2.0
+[forward.tail]
+include = ["{tmp}/critical/*.log"]
+[forward.kafka]
+bootstrap_servers = ["127.0.0.1:{kafka_port}"]
+topic = "critical-logs"
+connect_timeout_ms = 500
+retry_backoff_base_secs = 0.1
+retry_backoff_max_secs = 0.5
+"""
+
+
+class FakeComponent:
+    """Records its lifecycle; `stop` can be made to wait on a barrier shared by all fakes."""
+
+    def __init__(self, key: Key, config: Any, barrier: threading.Barrier | None) -> None:
+        self.key = key
+        self.config = config
+        self.barrier = barrier
+        self.started = False
+        self.stopped_with: float | None = None
+        self.dead = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self, timeout_secs: float) -> bool:
+        self.stopped_with = timeout_secs
+        if self.barrier is not None:
+            try:
+                # Passes only when every component's stop runs at the same time: a drain that
+                # stopped them one after another would break the barrier.
+                self.barrier.wait(timeout=min(timeout_secs, 10.0))
+            except threading.BrokenBarrierError:
+                return False
+        return True
+
+    def alive(self) -> bool:
+        return self.started and self.stopped_with is None and not self.dead
+
+
+class FakeAgent(Agent):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.built: list[FakeComponent] = []
+        self.barrier: threading.Barrier | None = None
+        self.fail_build: set[Key] = set()
+
+    def _build(self, key: Key, effective: Any) -> Any:
+        if key in self.fail_build:
+            raise ValueError("cannot build")
+        comp = FakeComponent(key, effective, self.barrier)
+        self.built.append(comp)
+        return comp
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[FakeAgent, Path, FakeClock]]:
+    path = tmp_path / "opsagent.toml"
+    path.write_text(config_text(tmp_path))
+    clock = FakeClock()
+    agent = FakeAgent(str(path), schema.load(str(path)), clock=clock,
+                      registry=prometheus_client.CollectorRegistry(),
+                      health=Health(clock.monotonic), env={"NODE_NAME": "n1"}, reaper=None)
+    yield agent, path, clock
+
+
+def reloads(agent: Agent, result: str) -> float:
+    value = agent.registry.get_sample_value("opsagent_config_reloads_total", {"result": result})
+    return value or 0.0
+
+
+def test_start_builds_every_job_and_is_ready(setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, _, _ = setup
+    agent.start()
+    assert set(agent.components) == {("cron", "crontabs"), ("rotate", "apps"),
+                                     ("profile", "shop"), ("forward", "critical")}
+    assert all(c.started for c in agent.built)
+    assert agent.health.ready() == (True, "ok")
+    # Node identity from the downward-API environment reaches the pipelines' effective config.
+    assert agent.components[("forward", "critical")].config[2] == (("node", "n1"),)
+
+
+def test_reload_restarts_only_the_changed_section(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
+    agent, path, _ = setup
+    agent.start()
+    before = dict(agent.components)
+    path.write_text(config_text(tmp_path, interval=5))
+    assert agent.reload() is True
+    after = agent.components
+    changed = ("profile", "shop")
+    assert after[changed] is not before[changed]
+    assert before[changed].stopped_with == DEADLINE      # drained before the new one started
+    assert after[changed].started and after[changed].config[0].interval_secs == 5
+    for key in before.keys() - {changed}:
+        assert after[key] is before[key], key            # the same running object
+        assert before[key].stopped_with is None, key
+    assert reloads(agent, "applied") == 1
+    assert agent.cfg.profile[0].interval_secs == 5
+
+
+def test_reload_with_nothing_changed_touches_nothing(
+        setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, _, _ = setup
+    agent.start()
+    before = dict(agent.components)
+    assert agent.reload() is True
+    assert agent.components == before
+    assert all(c.stopped_with is None for c in before.values())
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param("state_dir = [", id="invalid-toml"),
+    pytest.param("bogus_key = 1\n", id="unknown-key"),
+    pytest.param("", id="state-dir-moved"),
+])
+def test_reload_rejects_bad_config_and_keeps_the_old(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path, bad: str) -> None:
+    agent, path, _ = setup
+    agent.start()
+    before = dict(agent.components)
+    old_cfg = agent.cfg
+    if bad:
+        path.write_text(config_text(tmp_path, interval=5) + bad)
+    else:   # valid on its own, but the lock and checkpoints cannot move under a running agent
+        path.write_text(config_text(tmp_path, interval=5, state_dir=str(tmp_path / "other")))
+    assert agent.reload() is False
+    assert agent.cfg is old_cfg
+    assert agent.components == before
+    assert all(c.stopped_with is None for c in before.values())
+    assert reloads(agent, "rejected") == 1 and reloads(agent, "applied") == 0
+
+
+def test_dead_component_is_restarted_after_the_backoff(
+        setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, _, clock = setup
+    agent.start()
+    key = ("forward", "critical")
+    dead = agent.components[key]
+    assert isinstance(dead, FakeComponent)
+    dead.dead = True
+    agent._check_components()                       # noticed now, restart due after the backoff
+    clock.advance(RESTART_BACKOFF_SECS - 0.1)
+    agent._check_components()
+    assert agent.components[key] is dead
+    clock.advance(0.2)
+    agent._check_components()
+    fresh = agent.components[key]
+    assert fresh is not dead and fresh.started and fresh.alive()
+    assert dead.stopped_with is not None
+    assert agent.registry.get_sample_value("opsagent_component_restarts_total",
+                                           {"kind": "forward"}) == 1
+    others = [c for k, c in agent.components.items() if k != key]
+    assert all(c.stopped_with is None for c in others)
+
+
+def test_drain_stops_every_component_concurrently(
+        setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, _, _ = setup
+    agent.barrier = threading.Barrier(4)
+    agent.start()
+    comps = list(agent.components.values())
+    assert len(comps) == 4
+    assert agent.drain() == 0
+    assert [c.stopped_with for c in comps] == [DEADLINE] * 4
+    assert not agent.barrier.broken       # all four were in stop() at once
+    assert agent.components == {}
+    assert agent.health.ready() == (False, "draining")
+
+
+def test_component_that_cannot_start_does_not_stop_the_others(
+        setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, _, _ = setup
+    agent.fail_build = {("profile", "shop")}
+    agent.start()
+    assert ("profile", "shop") not in agent.components
+    assert len(agent.components) == 3
+    agent.fail_build = set()
+    assert agent.reload() is True          # a reload retries what could not start
+    assert ("profile", "shop") in agent.components
+
+
+def test_run_loop_reloads_on_sighup_and_file_change_then_drains(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
+    agent, path, _ = setup
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(agent.run()), daemon=True)
+    t.start()
+    wait_for(lambda: len(agent.components) == 4, "start")
+    path.write_text(config_text(tmp_path, interval=5))
+    agent.events.put(signal.SIGHUP)
+    wait_for(lambda: reloads(agent, "applied") == 1, "SIGHUP reload")
+    path.write_text(config_text(tmp_path, interval=5, keep=3))
+    agent.events.put(CONFIG_CHANGED)
+    wait_for(lambda: reloads(agent, "applied") == 2, "file-change reload")
+    assert agent.cfg.rotate[0].keep == 3
+    agent.events.put(CONFIG_CHANGED)       # a hint without a content change: no reload
+    agent.events.put(signal.SIGTERM)
+    t.join(30)
+    assert result == [0]
+    assert reloads(agent, "applied") == 2
+    assert all(c.stopped_with is not None for c in agent.built)
+
+
+def wait_for(cond: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _get(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_healthz_stays_ok_while_kafka_is_down(tmp_path: Path) -> None:
+    """A real forward pipeline whose broker address has nothing listening: the line is read and
+    retried, the agent is alive and ready, and draining returns within the deadline."""
+    (tmp_path / "critical").mkdir()
+    (tmp_path / "critical" / "a.log").write_text("CRITICAL one\n")
+    path = tmp_path / "opsagent.toml"
+    path.write_text(config_text(tmp_path, kafka_port=free_port(), drain=3.0))
+    cfg = schema.load(str(path))
+    cfg = schema.AgentConfig(state_dir=cfg.state_dir, drain_deadline_secs=3.0,
+                             forward=cfg.forward)      # only the forwarder: cheap and real
+    registry = prometheus_client.CollectorRegistry()
+    clock = SystemClock()
+    health = Health(clock.monotonic)
+    server = TelemetryServer("127.0.0.1:0", registry, health)
+    server.start()
+    agent = Agent(str(path), cfg, clock=clock, registry=registry, health=health, env={},
+                  reaper=None)
+    stop = threading.Event()
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(agent.run(stop)), daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: sum(agent.undelivered().values()) > 0, "the line to be pending")
+        assert _get(server.port, "/healthz") == 200
+        assert _get(server.port, "/readyz") == 200
+        assert agent.components[("forward", "critical")].alive()
+    finally:
+        stop.set()
+        t.join(30)
+        server.stop()
+    assert result == [0]
+    assert health.ready() == (False, "draining")
+
+
+def test_second_lock_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
+    fd = lock_state_dir(str(tmp_path))
+    try:
+        with pytest.raises(AgentLockHeld, match=f"held by pid {os.getpid()}"):
+            lock_state_dir(str(tmp_path))
+    finally:
+        os.close(fd)
+    os.close(lock_state_dir(str(tmp_path)))   # released with its fd: a restart may take it

@@ -1,0 +1,109 @@
+"""`opsagent check-config FILE`: every problem printed with its key path or crontab FILE:LINE,
+exit 2; the shipped example configs pass with 0."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from opsagent.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = sorted([*(ROOT / "config").glob("*.toml"), ROOT / "config" / "demo" / "opsagent.toml"])
+
+
+def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    rc = main(["check-config", str(path)])
+    return rc, capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[str(p.relative_to(ROOT)) for p in EXAMPLES])
+def test_example_configs_pass(path: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)      # the demo names its crontab relative to the checkout
+    rc, lines = check(path, capsys)
+    assert rc == 0, "\n".join(lines)
+    assert lines[-1] == f"{path}: ok"
+
+
+def test_every_config_error_is_printed_with_its_key_path(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "opsagent.toml"
+    cfg.write_text(f"""
+state_dir = "{tmp_path}/state"
+drain_deadline_secs = "soon"
+surprise = 1
+
+[telemetry]
+log_level = "chatty"
+
+[[rotate]]
+name = "apps"
+directories = ["relative/logs"]
+
+[[forward]]
+name = "critical"
+[forward.tail]
+include = ["{tmp_path}/*.log"]
+[forward.kafka]
+bootstrap_servers = ["127.0.0.1:9092"]
+topic = "t"
+acks_maybe = 1
+""")
+    rc, lines = check(cfg, capsys)
+    assert rc == 2
+    # Every problem, each once, the file and key path first (a value check made by a section's
+    # dataclass names the section, its message the key).
+    acks = [line for line in lines
+            if line.startswith(f"{cfg}: forward[0].kafka.acks_maybe: unknown key (known keys: ")]
+    assert len(acks) == 1, lines
+    assert sorted(lines) == sorted([*acks,
+        f"{cfg}: drain_deadline_secs: expected a number, got 'soon'",
+        f"{cfg}: surprise: unknown key (known keys: cron, drain_deadline_secs, forward, node, "
+        "profile, rotate, state_dir, telemetry)",
+        f"{cfg}: telemetry: log_level must be debug|info|warning|error, got 'chatty'",
+        f"{cfg}: rotate[0]: directories: 'relative/logs' must be an absolute path",
+    ])
+    assert "ok" not in lines[-1]
+
+
+def test_crontab_problems_name_file_and_line(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    crontab = tmp_path / "crontab"
+    crontab.write_text("# a comment\n"
+                       "*/5 * * * * echo fine\n"
+                       "61 * * * * echo bad minute\n"
+                       "\n"
+                       "* * * * * * * * * echo too many fields? no: a command\n"
+                       "this is not a crontab line\n")
+    missing = tmp_path / "nope"
+    cfg = tmp_path / "opsagent.toml"
+    cfg.write_text(f'state_dir = "{tmp_path}/state"\n[cron]\n'
+                   f'crontabs = ["{crontab}", "{missing}"]\n')
+    rc, lines = check(cfg, capsys)
+    assert rc == 2
+    errors = [line for line in lines if "warning" not in line]
+    assert any(line.startswith(f"{crontab}:3: ") for line in errors), lines
+    assert any(line.startswith(f"{crontab}:6: ") for line in errors), lines
+    assert any(line.startswith(f"{missing}:0: cannot read crontab") for line in errors), lines
+    assert not any(line.startswith(f"{crontab}:2:") for line in lines)
+
+
+def test_warnings_alone_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    crontab = tmp_path / "crontab"
+    crontab.write_text("*/10 * * * * * * echo seconds form\n")
+    cfg = tmp_path / "opsagent.toml"
+    cfg.write_text(f'state_dir = "{tmp_path}/state"\n[cron]\ncrontabs = ["{crontab}"]\n')
+    rc, lines = check(cfg, capsys)
+    assert rc == 0
+    assert lines[0].startswith(f"{crontab}:1: warning:")
+    assert lines[-1] == f"{cfg}: ok"
+
+
+def test_unreadable_config_file_exits_2(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    rc, lines = check(tmp_path / "absent.toml", capsys)
+    assert rc == 2
+    assert any(os.fspath(tmp_path / "absent.toml") in line for line in lines), lines
