@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import queue
 import resource
 import signal
 import sys
@@ -23,7 +22,6 @@ from opsagent.rotation.metrics import RotationMetrics
 from opsagent.rotation.policy import Plan
 from opsagent.rotation.service import RotationService
 from opsagent.rotation.state import LockHeld, exclusive_lock
-from opsagent.rotation.watch import watch
 from opsagent.telemetry import jsonlog
 
 log = logging.getLogger("opsagent.rotation")
@@ -76,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                     for r in svc.run_until_stable():
                         failed |= any(o.status == "failed" for o in r.outcomes)
                 return 1 if failed else 0
-            return _continuous(services, [d for rc in cfg.rotate for d in rc.directories])
+            return _continuous(services)
     except LockHeld as e:
         print(f"opsagent rotate: {e}", file=sys.stderr)
         return 1
@@ -111,34 +109,18 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _continuous(services: list[RotationService], patterns: list[str]) -> int:
+def _continuous(services: list[RotationService]) -> int:
+    # Signal handlers only set the event; each policy's loop watches its own directories.
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    queues: list[queue.Queue[str]] = [queue.Queue() for _ in services]
-    fan: queue.Queue[str] = queue.Queue()
-    observer = watch(patterns, fan)
-
-    def fan_out() -> None:
-        while not stop.is_set():
-            try:
-                d = fan.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            for q in queues:
-                q.put(d)
-
-    threads = [threading.Thread(target=fan_out, name="rotate-events", daemon=True)]
-    threads += [threading.Thread(target=svc.run, args=(stop,), kwargs={"events": q},
-                                 name=f"rotate-{svc.cfg.name}", daemon=True)
-                for svc, q in zip(services, queues, strict=True)]
+    threads = [threading.Thread(target=svc.run, args=(stop,), name=f"rotate-{svc.cfg.name}",
+                                daemon=True) for svc in services]
     for t in threads:
         t.start()
     log.info("rotation running", extra={"component": "rotation", "pid": os.getpid(),
                                         "policies": [s.cfg.name for s in services]})
     stop.wait()
-    observer.stop()
-    observer.join(5)
     for t in threads:
         t.join(10)
     return 0

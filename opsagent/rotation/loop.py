@@ -10,16 +10,47 @@ import queue
 import threading
 from typing import TYPE_CHECKING
 
+from opsagent.rotation.watch import FULL, DirWatcher
+
 if TYPE_CHECKING:
     from opsagent.rotation.service import RotationService
 
 log = logging.getLogger("opsagent.rotation")
 
 MAX_DRAIN = 100_000   # events taken per pass: a flood of events cannot postpone the pass
+REDISCOVER_SECS = 1.0  # full passes asked for by the watcher: at most this often
 
 
-def run(svc: RotationService, stop: threading.Event, events: queue.Queue[str]) -> None:
+def run(svc: RotationService, stop: threading.Event, events: queue.Queue[str], *,
+        watch: bool) -> None:
     svc.executor.stop = stop
+    halt = threading.Event()   # the pump's own: `stop` may be shared with other components
+    watcher, pump = _start_watcher(events, halt) if watch else (None, None)
+    try:
+        _loop(svc, stop, events, watcher)
+    finally:
+        if pump is not None and watcher is not None:
+            halt.set()
+            pump.join(5)
+            watcher.close()
+
+
+def _start_watcher(events: queue.Queue[str], halt: threading.Event
+                   ) -> tuple[DirWatcher | None, threading.Thread | None]:
+    try:
+        watcher = DirWatcher(events)
+    except OSError as e:
+        log.error("no inotify: relying on the periodic rescan",
+                  extra={"component": "rotation", "error": str(e)})
+        return None, None
+    pump = threading.Thread(target=watcher.pump, args=(halt,), name="rotate-inotify",
+                            daemon=True)
+    pump.start()
+    return watcher, pump
+
+
+def _loop(svc: RotationService, stop: threading.Event, events: queue.Queue[str],
+          watcher: DirWatcher | None) -> None:
     clock, cfg = svc.clock, svc.cfg
     next_full = clock.monotonic()
     last_pass = -1e18
@@ -27,12 +58,19 @@ def run(svc: RotationService, stop: threading.Event, events: queue.Queue[str]) -
         now = clock.monotonic()
         if now >= next_full:
             _safe_pass(svc, None)
+            if watcher is not None:
+                watcher.sync(*svc.discovered)
             last_pass = next_full = clock.monotonic()
             next_full += cfg.rescan_interval_secs
             continue
         try:
             first = events.get(timeout=min(next_full - now, 1.0))
         except queue.Empty:
+            continue
+        if first == FULL:
+            # A directory came or went, or events were lost: rediscover soon, but a writer
+            # making and removing directories cannot make us rediscover all the time.
+            next_full = min(next_full, max(clock.monotonic(), last_pass + REDISCOVER_SECS))
             continue
         if not svc.watches(first):
             continue
@@ -45,7 +83,9 @@ def run(svc: RotationService, stop: threading.Event, events: queue.Queue[str]) -
                 d = events.get_nowait()
             except queue.Empty:
                 break
-            if svc.watches(d):
+            if d == FULL:
+                next_full = min(next_full, max(clock.monotonic(), last_pass + REDISCOVER_SECS))
+            elif svc.watches(d):
                 dirty.add(d)
         _safe_pass(svc, dirty)
         last_pass = clock.monotonic()

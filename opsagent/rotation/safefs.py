@@ -61,12 +61,13 @@ def split_trusted(pattern: str) -> tuple[str, list[str]]:
     return "/" + "/".join(parts[:-1]), parts[-1:]
 
 
-def open_dirs(pattern: str, *, on_error: Callable[[str, OSError], None] | None = None
-              ) -> Iterator[tuple[str, int]]:
+def open_dirs(pattern: str, *, on_error: Callable[[str, OSError], None] | None = None,
+              visit: Callable[[str], None] | None = None) -> Iterator[tuple[str, int]]:
     """Yield (path, dir_fd) for every directory matching `pattern`, walking below the trusted
     prefix with O_NOFOLLOW. The caller closes each fd. Entries that vanish, or turn out to be
     symlinks or non-directories when opened, are skipped; any other failure (out of file
-    descriptors, I/O error) is passed to `on_error` and that directory skipped, never silently."""
+    descriptors, I/O error) is passed to `on_error` and that directory skipped, never silently.
+    `visit` is told the path of every directory opened above the matches (the watcher's)."""
     prefix, comps = split_trusted(pattern)
     report = on_error or _ignore
     try:
@@ -75,7 +76,7 @@ def open_dirs(pattern: str, *, on_error: Callable[[str, OSError], None] | None =
         if e.errno != errno.ENOENT:
             report(prefix, e)
         return
-    yield from _walk(prefix, root, comps, report)
+    yield from _walk(prefix, root, comps, report, visit or _ignore_path)
 
 
 _EXPECTED = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR)
@@ -85,11 +86,16 @@ def _ignore(path: str, e: OSError) -> None:
     pass
 
 
-def _walk(path: str, fd: int, comps: list[str], report: Callable[[str, OSError], None]
-          ) -> Iterator[tuple[str, int]]:
+def _ignore_path(path: str) -> None:
+    pass
+
+
+def _walk(path: str, fd: int, comps: list[str], report: Callable[[str, OSError], None],
+          visit: Callable[[str], None]) -> Iterator[tuple[str, int]]:
     if not comps:
         yield path, fd
         return
+    visit(path)
     head, rest = comps[0], comps[1:]
     try:
         if any(c in head for c in "*?["):
@@ -110,7 +116,7 @@ def _walk(path: str, fd: int, comps: list[str], report: Callable[[str, OSError],
                 if e.errno not in _EXPECTED:   # vanished, a symlink, not a directory: fine
                     report(os.path.join(path, name), e)
                 continue
-            yield from _walk(os.path.join(path, name), child, rest, report)
+            yield from _walk(os.path.join(path, name), child, rest, report, visit)
     finally:
         os.close(fd)
 

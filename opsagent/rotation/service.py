@@ -1,8 +1,9 @@
 """One rotation policy at work: discover its directories, snapshot, plan, execute, record.
 
-`run_pass` is one pass (the one-shot mode and the tests use it); `run` is the continuous mode:
-watchdog events mark directories dirty and a pass follows within `min_interval_secs`; a periodic
-rescan is the backstop for inotify overflows and drives time-based rotation.
+`run_pass` is one pass (the one-shot mode and the tests use it); `run` is the continuous mode
+(loop.py): inotify events (watch.py) mark directories dirty and a pass follows within
+`min_interval_secs`; a periodic rescan is the backstop for lost events and drives time-based
+rotation.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class RotationService:
         # not compressed again before the next full rescan, or every event would re-compress
         # the whole file only to throw the result away.
         self._growing: set[str] = set()
+        # The directories the last full pass matched, and those above them: what to watch.
+        self.discovered: tuple[list[str], list[str]] = ([], [])
 
     def group(self, directory: str) -> str:
         if self._pod is not None:
@@ -85,14 +88,18 @@ class RotationService:
         Each quota group is planned and executed on its own: a failure in one (an error we did
         not foresee included) is logged and counted, and the others go on."""
         fds: dict[str, int] = {}
+        uppers: set[str] = set()
         try:
             for pattern in self.cfg.directories:
-                for path, fd in safefs.open_dirs(pattern, on_error=self._dir_error):
+                for path, fd in safefs.open_dirs(pattern, on_error=self._dir_error,
+                                                 visit=uppers.add):
                     if path in fds:
                         os.close(fd)
                     else:
                         fds[path] = fd
-            if only is not None:
+            if only is None:
+                self.discovered = (sorted(fds), sorted(uppers))
+            else:
                 wanted = {self.group(d) for d in only}
                 for path in [p for p in fds if self.group(p) not in wanted]:
                     os.close(fds.pop(path))
@@ -317,10 +324,12 @@ class RotationService:
 
     # -- continuous mode (opsagent/rotation/loop.py) ---------------------------------------
 
-    def run(self, stop: threading.Event, *, events: queue.Queue[str] | None = None) -> None:
-        """Passes on events (directory paths put on `events`) and every rescan interval, until
-        `stop` is set; setting it also abandons a compression in progress at its next chunk."""
-        loop.run(self, stop, events or queue.Queue())
+    def run(self, stop: threading.Event, *, events: queue.Queue[str] | None = None,
+            watch: bool = True) -> None:
+        """Passes on events (directory paths put on `events`; with `watch`, our own inotify
+        watcher puts them there) and every rescan interval, until `stop` is set; setting it
+        also abandons a compression in progress at its next chunk."""
+        loop.run(self, stop, events or queue.Queue(), watch=watch)
 
     def watches(self, directory: str) -> bool:
         """Could `directory` be one of ours? (Events from elsewhere under the trusted prefix,

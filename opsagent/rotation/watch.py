@@ -1,41 +1,131 @@
-"""watchdog glue for rotation: file events under the policies' trusted prefixes become directory
-paths on a queue. Callbacks only enqueue; the rotation loop does the work."""
+"""inotify on exactly the directories a rotation policy matched, and on the directories above
+them down from the glob's trusted prefix: writes, creations, renames and deletions in a matched
+directory put its path on the loop's queue; a directory appearing or going above them, or a queue
+overflow, puts FULL (run a full pass, which also re-syncs the watches).
+
+Watching nothing else (not recursively under the trusted prefix, as watchdog would) keeps
+writers from using up fs.inotify.max_user_watches with directories of their own and keeps events
+of other volumes away. If watches do run out, the error is logged and the periodic rescan still
+enforces everything. Watches are added with IN_DONT_FOLLOW|IN_ONLYDIR: a name swapped for a
+symlink is not followed (and an event is only ever a hint: the pass opens nothing by path).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
+import logging
 import os
 import queue
-from collections.abc import Iterable
+import select
+import struct
+import threading
+from collections.abc import Collection
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+log = logging.getLogger("opsagent.rotation")
 
-from opsagent.rotation.safefs import split_trusted
+FULL = ""   # on the queue: run a full pass
+
+_MODIFY, _CLOSE_WRITE, _MOVED_FROM, _MOVED_TO = 0x2, 0x8, 0x40, 0x80
+_CREATE, _DELETE, _DELETE_SELF, _MOVE_SELF = 0x100, 0x200, 0x400, 0x800
+_Q_OVERFLOW, _IGNORED, _ISDIR = 0x4000, 0x8000, 0x40000000
+_ONLYDIR, _DONT_FOLLOW = 0x01000000, 0x02000000
+_NONBLOCK, _CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
+UPPER_MASK = _CREATE | _MOVED_TO | _MOVED_FROM | _DELETE | _DELETE_SELF | _MOVE_SELF
+LEAF_MASK = UPPER_MASK | _MODIFY | _CLOSE_WRITE
+_HEADER = struct.Struct("iIII")
 
 
-class _Enqueue(FileSystemEventHandler):
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class DirWatcher:
+    """One inotify instance for one policy; `sync` sets the watched directories, `pump` (run in
+    a thread) turns events into queue items until `stop` is set."""
+
     def __init__(self, q: queue.Queue[str]) -> None:
         self.q = q
+        self._libc = _libc()
+        self.fd = self._libc.inotify_init1(_NONBLOCK | _CLOEXEC)
+        if self.fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+        self._lock = threading.Lock()
+        self._by_wd: dict[int, tuple[str, bool]] = {}    # wd -> (path, is a matched dir)
+        self._by_path: dict[str, int] = {}
+        self._exhausted_logged = False
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
-            return
-        paths = [event.src_path]
-        if getattr(event, "dest_path", ""):   # moved: the directory it arrived in matters too
-            paths.append(event.dest_path)
-        for p in paths:
-            path = os.fsdecode(p)
-            self.q.put(path if event.is_directory else os.path.dirname(path))
+    def sync(self, leaves: Collection[str], uppers: Collection[str]) -> None:
+        """Watch exactly `leaves` (matched directories) and `uppers` (their ancestors below the
+        trusted prefix, and the prefix itself)."""
+        want = {p: False for p in uppers}
+        want.update({p: True for p in leaves})
+        with self._lock:
+            for path, wd in list(self._by_path.items()):
+                if want.get(path) != self._by_wd.get(wd, ("", None))[1]:
+                    self._libc.inotify_rm_watch(self.fd, wd)
+                    self._forget(wd)
+            for path, leaf in want.items():
+                if path not in self._by_path:
+                    self._add(path, leaf)
 
+    def _add(self, path: str, leaf: bool) -> None:
+        mask = (LEAF_MASK if leaf else UPPER_MASK) | _ONLYDIR | _DONT_FOLLOW
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            err = ctypes.get_errno()
+            if err == errno.ENOSPC and not self._exhausted_logged:
+                self._exhausted_logged = True
+                log.error("inotify watches exhausted (fs.inotify.max_user_watches): relying on "
+                          "the periodic rescan", extra={"component": "rotation", "file": path})
+            return   # vanished, or not a directory any more: the next full pass sees it
+        old = self._by_wd.get(wd)
+        if old is not None:          # the same directory under another name
+            self._by_path.pop(old[0], None)
+        self._by_wd[wd] = (path, leaf)
+        self._by_path[path] = wd
 
-def watch(patterns: Iterable[str], q: queue.Queue[str]) -> BaseObserver:
-    """Start an observer over the trusted prefix of each directory glob (recursively, so new
-    pod directories are seen). The caller stops and joins it."""
-    observer = Observer()
-    handler = _Enqueue(q)
-    for prefix in sorted({split_trusted(p)[0] for p in patterns}):
-        if os.path.isdir(prefix):
-            observer.schedule(handler, prefix, recursive=True)
-    observer.start()
-    return observer
+    def _forget(self, wd: int) -> None:
+        path, _ = self._by_wd.pop(wd, ("", False))
+        if self._by_path.get(path) == wd:
+            del self._by_path[path]
+
+    def pump(self, stop: threading.Event, poll_secs: float = 0.5) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        while not stop.is_set():
+            if not poller.poll(poll_secs * 1000):
+                continue
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
+        dirty: set[str] = set()
+        off = 0
+        with self._lock:
+            while off + _HEADER.size <= len(data):
+                wd, mask, _cookie, length = _HEADER.unpack_from(data, off)
+                off += _HEADER.size + length
+                if mask & _Q_OVERFLOW:
+                    dirty.add(FULL)
+                    continue
+                path, leaf = self._by_wd.get(wd, ("", False))
+                if mask & _IGNORED:
+                    self._forget(wd)
+                    dirty.add(FULL)
+                elif not path:
+                    continue
+                elif leaf and not mask & (_DELETE_SELF | _MOVE_SELF):
+                    dirty.add(path)
+                elif mask & (_ISDIR | _DELETE_SELF | _MOVE_SELF):
+                    dirty.add(FULL)   # a directory came or went: discovery may change
+        for d in dirty:
+            self.q.put(d)
+
+    def close(self) -> None:
+        os.close(self.fd)

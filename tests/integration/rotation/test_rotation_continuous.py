@@ -88,7 +88,7 @@ def test_a_pass_that_raises_is_counted_and_the_loop_goes_on(
     assert (a / "app.log").exists()
     q.put(str(a))
     _wait_for(lambda: (a / f"app.log.{stamp_of(NOW)}").exists(), "the second pass")
-    _wait_for(lambda: sample(reg, "opsagent_rotate_passes_total") == 2, "the pass count")
+    _wait_for(lambda: sample(reg, "opsagent_rotate_passes_total") >= 2, "the pass count")
 
 
 def test_a_pass_raising_outside_any_group_is_counted_and_the_loop_goes_on(
