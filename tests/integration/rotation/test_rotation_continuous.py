@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from opsagent.clock import FakeClock
 from opsagent.rotation.executor import Executor, Outcome
 from opsagent.rotation.naming import TEMP_PREFIX, stamp_of
 from opsagent.rotation.policy import Action
@@ -157,3 +158,28 @@ def test_events_from_directories_not_ours_trigger_no_pass(tmp_path: Path) -> Non
     assert not svc.watches(f"{tmp_path}/tree/pod-a/data")
     assert not svc.watches(f"{tmp_path}/tree/pod-a/logs/sub")
     assert not svc.watches(f"{tmp_path}/tree")
+
+
+def test_a_new_pod_directory_is_discovered_and_watched(
+        tmp_path: Path, dirs: tuple[Path, Path],
+        running: Callable[[RotationService], queue.Queue[str]]) -> None:
+    clock = FakeClock(wall=NOW)
+    svc = make_service(tmp_path / "tree", tmp_path / "state", clock, rotate_size_bytes=10,
+                       compress=False, rescan_interval_secs=3600, min_interval_secs=0)
+    running(svc)
+    _wait_for(lambda: svc.discovered[0] != [], "the first full pass")
+    new = tmp_path / "tree" / "pod-c" / "logs"
+    new.mkdir(parents=True)              # the watcher asks for a rediscovery...
+    clock.advance(2)                     # ...which waits out REDISCOVER_SECS
+    _wait_for(lambda: str(new) in svc.discovered[0], "the rediscovery")
+    archive = new / f"app.log.{stamp_of(NOW + 2)}"
+
+    def write_and_check() -> bool:
+        # An event in the new directory leads to a pass (written again until the watch, added
+        # just after the pass that discovered the directory, is in place).
+        if not archive.exists():
+            with open(new / "app.log", "ab") as f:
+                f.write(b"x" * 100)
+        return archive.exists()
+
+    _wait_for(write_and_check, "the rotation")
