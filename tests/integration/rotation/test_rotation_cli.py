@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration   # runs the opsagent command as a process
+
 OPSAGENT = [sys.executable, "-m", "opsagent.cli"]
 
 
@@ -123,7 +125,6 @@ def test_second_agent_refused_while_lock_held(tmp_path: Path) -> None:
         assert first.wait(30) == 0
 
 
-@pytest.mark.integration
 def test_continuous_mode_holds_quota_against_a_writer(tmp_path: Path) -> None:
     d = _tree(tmp_path)
     cfg = _config(tmp_path, """rotate_size_bytes = 200000

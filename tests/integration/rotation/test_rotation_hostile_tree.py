@@ -241,6 +241,7 @@ while not os.path.exists(os.path.join(tree, "..", "stop")):
 """
 
 
+@pytest.mark.integration   # the racing writer is another process
 @pytest.mark.parametrize("method", ["rename", "copytruncate"])
 def test_files_swapped_for_links_during_passes(tmp_path: Path, tree: Path, method: str) -> None:
     # Between snapshot and execution a writer (another process: real parallelism) keeps
