@@ -19,6 +19,7 @@ from types import FrameType
 
 import prometheus_client
 
+from opsagent import gc_tuning
 from opsagent.clock import SystemClock
 from opsagent.config import schema
 from opsagent.config.schema import NodeConfig
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot build pipelines", extra={"component": "forward", "error": str(e)})
         return 1
 
+    gc_tuning.tune_after_startup()
     stop = threading.Event()
     failed: list[str] = []
 

@@ -333,10 +333,6 @@ def build(
     from opsagent.sources.tail import TailSource
     from opsagent.state.checkpoints import CheckpointStore
 
-    # TODO(kafka sink owner): kafka-python runs its partitioner for every record (metadata
-    # look-ups + pure-Python murmur2, ~8 of ~28 us per line). Caching the partition per
-    # (topic, key, partition count) in KafkaPythonProducer.send measured +40-70% lines/s through
-    # KafkaSink (docs/benchmarks.md, "Kafka forwarding").
     store = CheckpointStore(state_dir, cfg.name, registry=registry)
     source = TailSource(cfg.name, cfg.tail, checkpoints=store, clock=clock, registry=registry,
                         static_fields=static_fields)

@@ -9,7 +9,10 @@ kafka-python facts this relies on (3.0.x):
   retries internally until delivery_timeout_ms, then fails the batch's futures;
 - close(timeout) flushes first and raises KafkaTimeoutError if the flush does not finish, so a
   producer whose broker is gone is stopped with the sender's force_close() (`abort`), which also
-  fails every incomplete future at once. That is the only private attribute used here.
+  fails every incomplete future at once;
+- its cluster metadata (`_metadata`) calls listeners after every metadata update: used to know
+  when a topic's partition set may have changed (KafkaPythonProducer caches partitions per key).
+  These two are the only private attributes used here.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 from opsagent.errors import FatalError
 from opsagent.sinks.kafka_config import KafkaSinkConfig
 from opsagent.sinks.kafka_errors import Kind, classify
+from opsagent.sinks.kafka_partition import KeyPartitions
 
 
 class Future(Protocol):
@@ -125,14 +129,51 @@ def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
 
 
 class KafkaPythonProducer:
-    """`Producer` over kafka-python's KafkaProducer."""
+    """`Producer` over kafka-python's KafkaProducer. Passes each record's partition, chosen
+    once per key (opsagent/sinks/kafka_partition.py: the default partitioner's choice) and
+    checked again after every metadata update, which kafka-python announces to the listener
+    added here."""
 
     def __init__(self, producer: Any) -> None:
         self._p = producer
+        self._topics: dict[str, KeyPartitions] = {}
+        # Bumped by kafka-python's network thread on every metadata update; a topic's cached
+        # choices are checked against its partition set at the next send after that.
+        self._metadata_generation = 0
+        cluster = getattr(producer, "_metadata", None)
+        self._cluster = cluster if callable(getattr(cluster, "add_listener", None)) else None
+        if self._cluster is not None:
+            self._cluster.add_listener(self._on_metadata)
+
+    def _on_metadata(self, _cluster: object) -> None:
+        self._metadata_generation += 1
+
+    def _partition(self, topic: str, key: bytes) -> int | None:
+        """The cached partition for `key`, or None to let kafka-python choose (no listener, or
+        the topic's metadata is not known yet: send() then waits for it as usual)."""
+        if self._cluster is None:
+            return None
+        kp = self._topics.get(topic)
+        if kp is None:
+            kp = self._topics[topic] = KeyPartitions()
+        if kp.generation != self._metadata_generation:
+            generation = self._metadata_generation  # read first: an update meanwhile re-checks
+            kp.update(self._cluster.partitions_for_topic(topic) or (), generation)
+        return kp.get(key)
 
     def send(self, topic: str, *, key: bytes, value: bytes,
              headers: list[tuple[str, bytes]]) -> Future:
-        fut: Future = self._p.send(topic, key=key, value=value, headers=headers)
+        partition = self._partition(topic, key)
+        try:
+            fut: Future = self._p.send(topic, key=key, value=value, headers=headers,
+                                       partition=partition)
+        except ValueError:
+            if partition is None:
+                raise
+            # "Unrecognized partition": the topic lost partitions (deleted and re-created)
+            # since the check. Forget the choices; kafka-python partitions this one itself.
+            self._topics.pop(topic, None)
+            fut = self._p.send(topic, key=key, value=value, headers=headers)
         return fut
 
     def abort(self) -> None:
@@ -144,6 +185,8 @@ class KafkaPythonProducer:
         """Never raises a kafka error: a producer whose flush cannot finish is force-closed."""
         from kafka.errors import KafkaError
 
+        if self._cluster is not None:
+            self._cluster.remove_listener(self._on_metadata)
         try:
             self._p.close(timeout=timeout)
             return

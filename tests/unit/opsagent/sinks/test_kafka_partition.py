@@ -1,0 +1,178 @@
+"""Partitions chosen once per key: the same choice as kafka-python's DefaultPartitioner, checked
+again after metadata updates, passed to send() by the producer adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kafka.partitioner.default import DefaultPartitioner
+
+from opsagent.sinks import kafka_partition
+from opsagent.sinks.kafka_partition import KeyPartitions, default_partition
+from opsagent.sinks.kafka_producer import KafkaPythonProducer
+
+
+class FakeCluster:
+    """The part of kafka-python's ClusterMetadata the partitioner and the adapter use."""
+
+    def __init__(self, partitions: dict[str, set[int]]) -> None:
+        self.partitions = partitions
+        self.listeners: set[Callable[[Any], None]] = set()
+
+    # DefaultPartitioner
+    def topics(self) -> set[str]:
+        return set(self.partitions)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        p = self.partitions.get(topic)
+        return None if p is None else set(p)
+
+    def available_partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.partitions_for_topic(topic)
+
+    # listeners, as ClusterMetadata.update_metadata calls them
+    def add_listener(self, fn: Callable[[Any], None]) -> None:
+        self.listeners.add(fn)
+
+    def remove_listener(self, fn: Callable[[Any], None]) -> None:
+        self.listeners.discard(fn)
+
+    def update(self, topic: str, partitions: set[int]) -> None:
+        self.partitions[topic] = partitions
+        for fn in list(self.listeners):
+            fn(self)
+
+
+class FakeKafkaProducer:
+    """Records send()'s partition argument; validates it like KafkaProducer._partition."""
+
+    def __init__(self, cluster: FakeCluster | None) -> None:
+        if cluster is not None:
+            self._metadata = cluster
+        self.cluster = cluster
+        self.sent: list[tuple[bytes, int | None]] = []
+
+    def send(self, topic: str, *, key: bytes, value: bytes, headers: list[tuple[str, bytes]],
+             partition: int | None = None) -> object:
+        if partition is not None and self.cluster is not None \
+                and partition not in (self.cluster.partitions_for_topic(topic) or ()):
+            raise ValueError(f"Unrecognized partition {partition} for topic {topic}")
+        self.sent.append((key, partition))
+        return object()
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def kafka_python_choice(key: bytes, partitions: set[int]) -> int:
+    cluster = FakeCluster({"t": partitions})
+    p: int = DefaultPartitioner().partition("t", key, key, b"v", b"v", cluster)
+    return p
+
+
+@given(key=st.binary(min_size=0, max_size=64),
+       partitions=st.sets(st.integers(min_value=0, max_value=200), min_size=1, max_size=40))
+def test_same_choice_as_kafka_pythons_default_partitioner(key: bytes,
+                                                          partitions: set[int]) -> None:
+    assert default_partition(key, sorted(partitions)) == kafka_python_choice(key, partitions)
+
+
+@pytest.mark.parametrize("key,java_murmur2", [
+    # Apache Kafka's UtilsTest.testMurmur2 (clients/src/test/java/.../utils/UtilsTest.java).
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+], ids=["2-bytes", "6-bytes", "24-bytes", "26-bytes", "48-bytes", "3-bytes"])
+@pytest.mark.parametrize("count", [1, 3, 100])
+def test_matches_the_java_clients_mapping(key: bytes, java_murmur2: int, count: int) -> None:
+    # Java: Utils.toPositive(Utils.murmur2(key)) % numPartitions
+    assert default_partition(key, range(count)) == (java_murmur2 & 0x7FFFFFFF) % count
+
+
+def test_a_key_keeps_its_partition_until_the_partition_set_changes() -> None:
+    kp = KeyPartitions()
+    assert kp.get(b"k") is None  # nothing known yet: kafka-python decides
+    kp.update({0, 1, 2}, generation=1)
+    first = kp.get(b"65024:9981861:57ac04a040598085")
+    assert first == default_partition(b"65024:9981861:57ac04a040598085", (0, 1, 2))
+    kp.update({2, 1, 0}, generation=2)  # same set, newer metadata
+    assert kp.get(b"65024:9981861:57ac04a040598085") == first
+    assert kp.generation == 2
+    kp.update(range(7), generation=3)
+    assert kp.partitions == tuple(range(7))
+    assert kp.get(b"65024:9981861:57ac04a040598085") == \
+        default_partition(b"65024:9981861:57ac04a040598085", tuple(range(7)))
+
+
+def test_the_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka_partition, "MAX_KEYS", 3)
+    kp = KeyPartitions()
+    kp.update(range(5), generation=0)
+    for i in range(10):
+        key = f"file-{i}".encode()
+        assert kp.get(key) == default_partition(key, tuple(range(5)))
+        assert len(kp._by_key) <= 3
+
+
+def test_producer_passes_the_cached_partition_to_send() -> None:
+    cluster = FakeCluster({"logs": {0, 1, 2, 3}})
+    inner = FakeKafkaProducer(cluster)
+    producer = KafkaPythonProducer(inner)
+    for key in (b"a", b"b", b"a", b"file-7"):
+        producer.send("logs", key=key, value=b"line", headers=[])
+    assert inner.sent == [(k, kafka_python_choice(k, {0, 1, 2, 3}))
+                          for k in (b"a", b"b", b"a", b"file-7")]
+
+
+def test_producer_follows_a_partition_count_change_announced_by_metadata() -> None:
+    cluster = FakeCluster({"logs": {0}})
+    inner = FakeKafkaProducer(cluster)
+    producer = KafkaPythonProducer(inner)
+    key = b"abc"
+    producer.send("logs", key=key, value=b"1", headers=[])
+    cluster.update("logs", set(range(100)))
+    producer.send("logs", key=key, value=b"2", headers=[])
+    assert inner.sent == [(key, 0), (key, 7)]  # see the Java mapping test
+
+
+def test_producer_lets_kafka_python_choose_while_the_topic_is_unknown() -> None:
+    cluster = FakeCluster({})
+    inner = FakeKafkaProducer(cluster)
+    producer = KafkaPythonProducer(inner)
+    producer.send("new-topic", key=b"a", value=b"1", headers=[])
+    cluster.update("new-topic", {0, 1})  # kafka-python's wait for metadata ends with an update
+    producer.send("new-topic", key=b"a", value=b"2", headers=[])
+    assert inner.sent == [(b"a", None), (b"a", kafka_python_choice(b"a", {0, 1}))]
+
+
+def test_a_partition_gone_since_the_check_falls_back_to_kafka_pythons_choice() -> None:
+    cluster = FakeCluster({"logs": set(range(100))})
+    inner = FakeKafkaProducer(cluster)
+    producer = KafkaPythonProducer(inner)
+    producer.send("logs", key=b"abc", value=b"1", headers=[])  # partition 7, cached
+    cluster.partitions["logs"] = {0}  # topic re-created; no metadata update seen yet
+    producer.send("logs", key=b"abc", value=b"2", headers=[])
+    producer.send("logs", key=b"abc", value=b"3", headers=[])  # checks the set again
+    assert inner.sent == [(b"abc", 7), (b"abc", None), (b"abc", 0)]
+
+
+def test_without_a_metadata_listener_kafka_python_partitions_every_record() -> None:
+    inner = FakeKafkaProducer(None)
+    producer = KafkaPythonProducer(inner)
+    producer.send("logs", key=b"a", value=b"1", headers=[])
+    assert inner.sent == [(b"a", None)]
+
+
+def test_close_removes_the_metadata_listener() -> None:
+    cluster = FakeCluster({"logs": {0}})
+    producer = KafkaPythonProducer(FakeKafkaProducer(cluster))
+    assert len(cluster.listeners) == 1
+    producer.close(0)
+    assert not cluster.listeners
