@@ -130,11 +130,17 @@ class CheckpointStore:
         self._corrupt = m.corrupt.labels(pipeline=name)
         self._errors = m.errors.labels(pipeline=name)
         self._current_valid: bool | None = None  # is self.path known good? None: check
+        # Set by load(): checkpoint files existed but no generation was usable, so the state
+        # of every file is unknown (a reader must not assume "new file": see TailSource).
+        self.state_lost = False
 
     def load(self) -> dict[str, Checkpoint]:
         """Entries by id. A missing file gives {}; a corrupt/truncated/bad-checksum file is
-        reported (log + opsagent_checkpoint_corrupt_total) and the previous generation used."""
+        reported (log + opsagent_checkpoint_corrupt_total) and the previous generation used.
+        When files exist but none is usable (corrupt or unreadable) it also gives {} and sets
+        `state_lost`."""
         found_any = False
+        self.state_lost = False
         for path in (self.path, self.previous_path):
             try:
                 with open(path, "rb") as f:
@@ -142,6 +148,7 @@ class CheckpointStore:
             except FileNotFoundError:
                 continue
             except OSError as e:
+                found_any = True
                 log.error("cannot read checkpoint file",
                           extra={"component": "checkpoints", "file": path, "error": str(e)})
                 self._corrupt.inc()
@@ -157,6 +164,7 @@ class CheckpointStore:
                 self._corrupt.inc()
         self._current_valid = False if found_any else None
         if found_any:
+            self.state_lost = True
             log.error("no valid checkpoint generation: starting without checkpoints",
                       extra={"component": "checkpoints", "file": self.path})
         return {}

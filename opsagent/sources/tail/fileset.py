@@ -52,6 +52,9 @@ class FileSet:
         # later, transient open error) still resumes instead of being read again from 0.
         self.resume_from: dict[tuple[int, int], Checkpoint] = {}
         self.orphans_until = 0.0
+        # start_at = "end" for files found by the first scan; the source turns it off when the
+        # checkpoints were lost (files then are not new: read them again rather than skip).
+        self.start_at_end = cfg.start_at == "end"
         self._skipped: set[tuple[str, int]] = set()
         self._seq = 0
         m = metrics
@@ -205,7 +208,7 @@ class FileSet:
                         extra={"component": "tail", "pipeline": self.name, "file": path,
                                "reason": reason, "offset": cp.offset})
             return 0, FileKey(st.st_dev, st.st_ino, fingerprint(fd))
-        offset = st.st_size if initial and self._cfg.start_at == "end" else 0
+        offset = st.st_size if initial and self.start_at_end else 0
         return offset, FileKey(st.st_dev, st.st_ino, fingerprint(fd))
 
     def find_renamed_while_stopped(self) -> None:

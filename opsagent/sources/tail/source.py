@@ -78,6 +78,13 @@ class TailSource:
                 return
             self._started = True
             loaded = self._store.load() if self._store is not None else {}
+            if self._store is not None and self._store.state_lost and self._set.start_at_end:
+                # Every generation corrupt: files present now may hold lines written while the
+                # agent was down. Read them from the start: duplicates instead of loss.
+                self._set.start_at_end = False
+                log.warning("checkpoints lost: reading present files from their start despite "
+                            "start_at = \"end\"",
+                            extra={"component": "tail", "pipeline": self.name})
             self._set.resume_from = {(cp.dev, cp.ino): cp for cp in loaded.values()}
             # Files renamed away while the agent was down are older: open (and read) them first.
             self._set.find_renamed_while_stopped()

@@ -309,6 +309,45 @@ def test_corrupt_checkpoint_is_reported_and_previous_generation_used(env: Env) -
     assert env.metric("opsagent_checkpoint_corrupt_total") == 1
 
 
+def lose_checkpoints(env: Env) -> None:
+    """Both generations damaged, as by a crash or a broken disk."""
+    for name in ("p.json", "p.json.1"):
+        path = env.state / name
+        if path.exists():
+            path.write_bytes(path.read_bytes()[:-20])
+
+
+@pytest.mark.parametrize("damage", ["both-corrupt", "current-corrupt", "no-state"])
+def test_start_at_end_after_a_restart(env: Env, damage: str) -> None:
+    """start_at = "end" skips what files held before the first start only: with checkpoints
+    that all are corrupt, the files are read from the start (duplicates), never from the end
+    (which would lose the lines written while the agent was down)."""
+    env.write("app.log", b"before\n")
+    src = env.source(start_at="end")
+    env.write("app.log", b"1\n")
+    assert lines(drain(src)) == [b"1"]
+    src.save_checkpoints()
+    env.write("app.log", b"2\n")
+    assert lines(drain(src)) == [b"2"]
+    src.stop()  # saves again: two generations
+    env.write("app.log", b"while-down\n")
+    if damage == "both-corrupt":
+        lose_checkpoints(env)
+    elif damage == "current-corrupt":
+        current = env.state / "p.json"
+        current.write_bytes(current.read_bytes()[:-20])
+    else:
+        for name in ("p.json", "p.json.1"):
+            (env.state / name).unlink()
+    again = env.source(start_at="end")
+    expected = {
+        "both-corrupt": [b"before", b"1", b"2", b"while-down"],  # duplicates, no loss
+        "current-corrupt": [b"2", b"while-down"],  # previous generation: after "1"
+        "no-state": [],  # a first start: existing content skipped by design
+    }[damage]
+    assert lines(drain(again)) == expected
+
+
 def test_auto_ack_of_old_generation_does_not_move_new_offset(env: Env) -> None:
     path = env.write("app.log", b"a\nhal")
     src = env.source(auto_ack=True)

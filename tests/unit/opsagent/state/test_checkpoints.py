@@ -114,8 +114,38 @@ def test_both_generations_corrupt_gives_empty_and_reports_both(
     s.save(entries(cp(20)))
     _truncate(tmp_path / "state" / "fwd.json")
     _garbage(tmp_path / "state" / "fwd.json.1")
-    assert store(tmp_path, registry).load() == {}
+    s2 = store(tmp_path, registry)
+    assert s2.load() == {}
     assert corrupt_count(registry) == 2
+    assert s2.state_lost  # files existed: the caller must not treat its files as new
+
+
+@pytest.mark.parametrize("layout", ["none", "current-good", "current-corrupt-previous-good",
+                                    "only-previous-good", "current-corrupt-only",
+                                    "current-unreadable"])
+def test_state_lost_only_when_files_exist_and_none_is_usable(
+    tmp_path: Path, registry: prometheus_client.CollectorRegistry, layout: str,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    good = encode(entries(cp(10)))
+    current, previous = state / "fwd.json", state / "fwd.json.1"
+    if layout == "current-good":
+        current.write_bytes(good)
+    elif layout == "current-corrupt-previous-good":
+        current.write_bytes(good[:-9])
+        previous.write_bytes(good)
+    elif layout == "only-previous-good":
+        previous.write_bytes(good)
+    elif layout == "current-corrupt-only":
+        current.write_bytes(b"")
+    elif layout == "current-unreadable":
+        current.mkdir()  # read() fails with EISDIR: as good as corrupt
+    s = store(tmp_path, registry)
+    loaded = s.load()
+    lost = layout in ("current-corrupt-only", "current-unreadable")
+    assert s.state_lost is lost
+    assert loaded == ({} if lost or layout == "none" else entries(cp(10)))
 
 
 def test_save_after_corrupt_load_keeps_the_good_previous_generation(
