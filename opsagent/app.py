@@ -170,9 +170,13 @@ class Agent:
 
     def reload(self) -> bool:
         """Validate the config file and swap to it; on any error keep the running config."""
+        # Remembered for rejected content too: the watcher's next events for the same bad file
+        # must not log and count the rejection again (only SIGHUP or new content retries).
+        digest = file_digest(self.config_path)
         try:
             new = schema.load(self.config_path)
         except ConfigErrors as e:
+            self._digest = digest
             self.m_reloads.labels("rejected").inc()
             for err in e.errors:
                 log.error("config rejected; keeping the running config",
@@ -182,12 +186,13 @@ class Agent:
         if new.state_dir != self.cfg.state_dir:
             # The agent's lock, checkpoints and rotation state live there: moving it needs a
             # restart (which takes the lock on the new directory).
+            self._digest = digest
             self.m_reloads.labels("rejected").inc()
             log.error("config rejected; keeping the running config", extra={
                 "component": "agent", "file": self.config_path,
                 "error": "state_dir: cannot change on reload (restart the agent)"})
             return False
-        self._digest = file_digest(self.config_path)
+        self._digest = digest
         changes = self._apply(new)
         self.m_reloads.labels("applied").inc()
         log.info("config reloaded", extra={"component": "agent", "changes": changes})

@@ -261,6 +261,29 @@ def test_run_loop_reloads_on_sighup_and_file_change_then_drains(
     assert all(c.stopped_with is not None for c in agent.built)
 
 
+def test_rejected_content_is_not_retried_on_every_change_event(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
+    agent, path, _ = setup
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(agent.run()), daemon=True)
+    t.start()
+    wait_for(lambda: len(agent.components) == 4, "start")
+    path.write_text(config_text(tmp_path) + "bogus_key = 1\n")
+    for _ in range(3):                     # a ConfigMap swap makes several events
+        agent.events.put(CONFIG_CHANGED)
+    agent.events.put(signal.SIGHUP)        # an explicit reload does retry
+    path_fixed = config_text(tmp_path, keep=2)
+    wait_for(lambda: reloads(agent, "rejected") == 2, "the SIGHUP retry")
+    path.write_text(path_fixed)
+    agent.events.put(CONFIG_CHANGED)       # new content: reloaded
+    wait_for(lambda: reloads(agent, "applied") == 1, "the fixed config")
+    agent.events.put(signal.SIGTERM)
+    t.join(30)
+    assert result == [0]
+    assert reloads(agent, "rejected") == 2
+    assert agent.cfg.rotate[0].keep == 2
+
+
 def wait_for(cond: Any, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
