@@ -1,5 +1,6 @@
 """Markdown tables for docs/benchmarks.md from bench/results/gorun_{start_delay,idle}.json:
-`python -m bench._gorun_report` (after `python -m bench.run gorun_start_delay gorun_idle`)."""
+`python -m bench._gorun_report` prints them; `--write` replaces them in docs/benchmarks.md between
+their `<!-- gorun-...:begin/end -->` markers, leaving every other line of the file alone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 NAMES = {"gorun": "gorun", "supercronic": "supercronic", "cron": "Debian cron"}
 
 
@@ -66,10 +68,24 @@ def idle_table(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def main() -> int:
-    print(start_delay_table(_load("gorun_start_delay")))
-    print()
-    print(idle_table(_load("gorun_idle")))
+def replace_between(text: str, name: str, body: str) -> str:
+    """text with the lines between `<!-- NAME:begin -->` and `<!-- NAME:end -->` set to body."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    i, j = text.index(begin) + len(begin), text.index(end)
+    return text[:i] + "\n" + body + "\n" + text[j:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    tables = {"gorun-start-delay": start_delay_table(_load("gorun_start_delay")),
+              "gorun-idle": idle_table(_load("gorun_idle"))}
+    if "--write" in args:
+        text = DOC.read_text()
+        for name, body in tables.items():
+            text = replace_between(text, name, body)
+        DOC.write_text(text)
+    else:
+        print("\n\n".join(tables.values()))
     return 0
 
 
