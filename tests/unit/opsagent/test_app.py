@@ -111,6 +111,14 @@ class FakeAgent(Agent):
         self.built.append(comp)
         return comp
 
+    @property
+    def fakes(self) -> dict[Key, FakeComponent]:
+        out = {}
+        for key, comp in self.components.items():
+            assert isinstance(comp, FakeComponent)
+            out[key] = comp
+        return out
+
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[FakeAgent, Path, FakeClock]]:
@@ -143,10 +151,10 @@ def test_reload_restarts_only_the_changed_section(
         setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
     agent, path, _ = setup
     agent.start()
-    before = dict(agent.components)
+    before = agent.fakes
     path.write_text(config_text(tmp_path, interval=5))
     assert agent.reload() is True
-    after = agent.components
+    after = agent.fakes
     changed = ("profile", "shop")
     assert after[changed] is not before[changed]
     assert before[changed].stopped_with == DEADLINE      # drained before the new one started
@@ -162,9 +170,9 @@ def test_reload_with_nothing_changed_touches_nothing(
         setup: tuple[FakeAgent, Path, FakeClock]) -> None:
     agent, _, _ = setup
     agent.start()
-    before = dict(agent.components)
+    before = agent.fakes
     assert agent.reload() is True
-    assert agent.components == before
+    assert agent.fakes == before
     assert all(c.stopped_with is None for c in before.values())
 
 
@@ -177,7 +185,7 @@ def test_reload_rejects_bad_config_and_keeps_the_old(
         setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path, bad: str) -> None:
     agent, path, _ = setup
     agent.start()
-    before = dict(agent.components)
+    before = agent.fakes
     old_cfg = agent.cfg
     if bad:
         path.write_text(config_text(tmp_path, interval=5) + bad)
@@ -195,8 +203,7 @@ def test_dead_component_is_restarted_after_the_backoff(
     agent, _, clock = setup
     agent.start()
     key = ("forward", "critical")
-    dead = agent.components[key]
-    assert isinstance(dead, FakeComponent)
+    dead = agent.fakes[key]
     dead.dead = True
     agent._check_components()                       # noticed now, restart due after the backoff
     clock.advance(RESTART_BACKOFF_SECS - 0.1)
@@ -204,12 +211,12 @@ def test_dead_component_is_restarted_after_the_backoff(
     assert agent.components[key] is dead
     clock.advance(0.2)
     agent._check_components()
-    fresh = agent.components[key]
+    fresh = agent.fakes[key]
     assert fresh is not dead and fresh.started and fresh.alive()
     assert dead.stopped_with is not None
     assert agent.registry.get_sample_value("opsagent_component_restarts_total",
                                            {"kind": "forward"}) == 1
-    others = [c for k, c in agent.components.items() if k != key]
+    others = [c for k, c in agent.fakes.items() if k != key]
     assert all(c.stopped_with is None for c in others)
 
 
@@ -218,7 +225,7 @@ def test_drain_stops_every_component_concurrently(
     agent, _, _ = setup
     agent.barrier = threading.Barrier(4)
     agent.start()
-    comps = list(agent.components.values())
+    comps = list(agent.fakes.values())
     assert len(comps) == 4
     assert agent.drain() == 0
     assert [c.stopped_with for c in comps] == [DEADLINE] * 4
