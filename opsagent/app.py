@@ -199,21 +199,35 @@ class Agent:
         return True
 
     def _check_components(self) -> None:
+        """Restart a component that died, and retry one that could not start, once
+        RESTART_BACKOFF_SECS have passed since it was first seen dead or missing."""
         now = self.clock.monotonic()
+        wanted = wanted_components(self.cfg, self.env)
+        for key in list(self._restart_at):
+            if key not in wanted:
+                del self._restart_at[key]
+        due: set[Key] = set()
         for key, comp in list(self.components.items()):
             if comp.alive():
                 continue
-            due = self._restart_at.setdefault(key, now + RESTART_BACKOFF_SECS)
-            if now < due:
+            if now < self._restart_at.setdefault(key, now + RESTART_BACKOFF_SECS):
                 continue
-            self._restart_at.pop(key, None)
             log.warning("restarting failed component", extra={"component": key[0],
                                                               "job": key[1]})
             self.m_restarts.labels(key[0]).inc()
             comp.stop(1.0)
             del self.components[key]
             self._effective.pop(key, None)
+            due.add(key)
+        for key in wanted.keys() - self.components.keys() - due:
+            if now >= self._restart_at.setdefault(key, now + RESTART_BACKOFF_SECS):
+                due.add(key)
+        if due:
+            for key in due:
+                del self._restart_at[key]
             self._apply(self.cfg)
+            for key in due - self.components.keys():   # failed to start again: back off
+                self._restart_at[key] = now + RESTART_BACKOFF_SECS
 
     def run(self, stop: threading.Event | None = None) -> int:
         """The main loop: until SIGTERM/SIGINT (or `stop`), then drain. Returns the exit code."""

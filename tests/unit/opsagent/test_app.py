@@ -234,16 +234,25 @@ def test_drain_stops_every_component_concurrently(
     assert agent.health.ready() == (False, "draining")
 
 
-def test_component_that_cannot_start_does_not_stop_the_others(
+def test_component_that_cannot_start_is_retried_after_the_backoff(
         setup: tuple[FakeAgent, Path, FakeClock]) -> None:
-    agent, _, _ = setup
-    agent.fail_build = {("profile", "shop")}
+    agent, _, clock = setup
+    key = ("profile", "shop")
+    agent.fail_build = {key}
     agent.start()
-    assert ("profile", "shop") not in agent.components
-    assert len(agent.components) == 3
+    assert key not in agent.components and len(agent.components) == 3
+    agent._check_components()                     # first seen missing: retry due later
+    clock.advance(RESTART_BACKOFF_SECS + 0.1)
+    agent._check_components()                     # retried, fails again: a new backoff
+    assert key not in agent.components
     agent.fail_build = set()
-    assert agent.reload() is True          # a reload retries what could not start
-    assert ("profile", "shop") in agent.components
+    clock.advance(RESTART_BACKOFF_SECS - 0.2)
+    agent._check_components()
+    assert key not in agent.components
+    clock.advance(0.3)
+    agent._check_components()
+    assert agent.fakes[key].started
+    assert len(agent.built) == 4                  # the others were never rebuilt
 
 
 def test_run_loop_reloads_on_sighup_and_file_change_then_drains(
