@@ -11,6 +11,7 @@ import pytest
 from opsagent.cli import main
 
 ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE_CRONTAB_IN_POD = "/etc/opsagent/crontab"
 EXAMPLES = sorted([*(ROOT / "config").glob("*.toml"), ROOT / "config" / "demo" / "opsagent.toml"])
 
 
@@ -21,11 +22,30 @@ def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[str(p.relative_to(ROOT)) for p in EXAMPLES])
 def test_example_configs_pass(path: Path, capsys: pytest.CaptureFixture[str],
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(ROOT)      # the demo names its crontab relative to the checkout
+    text = path.read_text()
+    if EXAMPLE_CRONTAB_IN_POD in text:
+        # The complete example names the crontab's path in the pod; check it with the shipped
+        # example crontab in its place (the only change).
+        copy = tmp_path / path.name
+        copy.write_text(text.replace(EXAMPLE_CRONTAB_IN_POD, str(ROOT / "config" /
+                                                                 "crontab.example")))
+        path = copy
     rc, lines = check(path, capsys)
     assert rc == 0, "\n".join(lines)
     assert lines[-1] == f"{path}: ok"
+
+
+def test_complete_example_reports_its_missing_crontab(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Where the example's crontab does not exist (here), that is the one problem reported."""
+    if os.path.exists(EXAMPLE_CRONTAB_IN_POD):
+        pytest.skip(f"{EXAMPLE_CRONTAB_IN_POD} exists on this machine")
+    rc, lines = check(ROOT / "config" / "opsagent.example.toml", capsys)
+    assert rc == 2
+    assert lines == [f"{EXAMPLE_CRONTAB_IN_POD}:0: cannot read crontab: No such file or "
+                     "directory"]
 
 
 def test_every_config_error_is_printed_with_its_key_path(
