@@ -64,6 +64,17 @@ def wanted_components(cfg: schema.AgentConfig, env: Mapping[str, str]) -> dict[K
     return out
 
 
+DRAIN_MARGIN_SECS = 2.0
+
+
+def forward_drain_secs(own: float, agent_deadline: float) -> float:
+    """How long a forwarder waits for Kafka's acks on stop: its own drain_timeout_secs, but
+    ending DRAIN_MARGIN_SECS before the agent's deadline, so it still closes the sink and saves
+    its checkpoints before the process exits (what is not acknowledged by then is re-sent after
+    the restart)."""
+    return max(0.0, min(own, agent_deadline - DRAIN_MARGIN_SECS))
+
+
 def file_digest(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
@@ -109,7 +120,9 @@ class Agent:
         fields = static_fields(cfg.node, self.env)
         if kind == "forward":
             return ForwardComponent(section, state_dir=cfg.state_dir, static_fields=fields,
-                                    clock=self.clock, registry=self.registry)
+                                    clock=self.clock, registry=self.registry,
+                                    drain_timeout_secs=forward_drain_secs(
+                                        section.drain_timeout_secs, cfg.drain_deadline_secs))
         if kind == "profile":
             return ProfileComponent(section, state_dir=cfg.state_dir, static_fields=fields,
                                     clock=self.clock, registry=self.registry)

@@ -68,11 +68,16 @@ class _Threaded:
 
 class ForwardComponent(_Threaded):
     def __init__(self, cfg: Any, *, state_dir: str, static_fields: Mapping[str, str],
-                 clock: Clock, registry: prometheus_client.CollectorRegistry) -> None:
+                 clock: Clock, registry: prometheus_client.CollectorRegistry,
+                 drain_timeout_secs: float | None = None) -> None:
         super().__init__(("forward", cfg.name), cfg)
+        import dataclasses
+
         from opsagent.pipelines.forward import build
 
-        self.pipeline = build(cfg, state_dir=state_dir, static_fields=static_fields,
+        run_cfg = cfg if drain_timeout_secs is None else dataclasses.replace(
+            cfg, drain_timeout_secs=drain_timeout_secs)
+        self.pipeline = build(run_cfg, state_dir=state_dir, static_fields=static_fields,
                               clock=clock, registry=registry)
 
     def body(self, stop: threading.Event) -> None:

@@ -20,9 +20,10 @@ from typing import Any
 import prometheus_client
 import pytest
 
-from opsagent.app import CONFIG_CHANGED, RESTART_BACKOFF_SECS, Agent
+from opsagent.app import CONFIG_CHANGED, RESTART_BACKOFF_SECS, Agent, wanted_components
 from opsagent.clock import FakeClock, SystemClock
 from opsagent.commands.agent import AgentLockHeld, lock_state_dir
+from opsagent.components import ForwardComponent
 from opsagent.config import schema
 from opsagent.reload import Key
 from opsagent.telemetry.http import Health, TelemetryServer
@@ -358,3 +359,27 @@ def test_second_lock_on_the_same_state_dir_is_refused(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     os.close(lock_state_dir(str(tmp_path)))   # released with its fd: a restart may take it
+
+
+
+@pytest.mark.parametrize(("own", "deadline", "expected"), [
+    pytest.param(30.0, 25.0, 23.0, id="capped-below-agent-deadline"),
+    pytest.param(5.0, 25.0, 5.0, id="own-shorter-kept"),
+    pytest.param(30.0, 1.5, 0.0, id="tiny-deadline"),
+])
+def test_forwarder_drain_fits_in_the_agent_deadline(tmp_path: Path, own: float, deadline: float,
+                                                    expected: float) -> None:
+    """The forwarder waits for acks at most until shortly before the agent's drain deadline,
+    so it still closes the sink and saves its checkpoints before the process exits."""
+    path = tmp_path / "opsagent.toml"
+    path.write_text(config_text(tmp_path, drain=deadline)
+                    .replace("drain_timeout_secs = 2.0", f"drain_timeout_secs = {own}"))
+    cfg = schema.load(str(path))
+    clock = SystemClock()
+    agent = Agent(str(path), cfg, clock=clock, registry=prometheus_client.CollectorRegistry(),
+                  health=Health(clock.monotonic), env={}, reaper=None)
+    key = ("forward", "critical")
+    comp = agent._build(key, wanted_components(cfg, {})[key])
+    assert isinstance(comp, ForwardComponent)
+    assert comp.pipeline.cfg.drain_timeout_secs == expected
+    assert comp.config.drain_timeout_secs == own      # what a reload compares is unchanged
