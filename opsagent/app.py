@@ -8,6 +8,7 @@ config on any error; SIGTERM/SIGINT drains every job within `drain_deadline_secs
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -60,7 +61,8 @@ def wanted_components(cfg: schema.AgentConfig, env: Mapping[str, str]) -> dict[K
     for r in cfg.rotate:
         out[("rotate", r.name)] = (r, cfg.state_dir)
     if cfg.cron.crontabs:
-        out[("cron", "crontabs")] = (cfg.cron,)
+        cron = dataclasses.replace(cfg.cron, grace_secs=schema.cron_grace_secs(cfg))
+        out[("cron", "crontabs")] = (cron,)
     return out
 
 

@@ -135,8 +135,9 @@ class CronComponent(_Threaded):
         super().__init__(("cron", "crontabs"), cfg)
         from gorun.app import GorunApp, GorunOptions
 
+        grace = 1.0 if cfg.grace_secs is None else cfg.grace_secs  # app.py resolves None
         self.app = GorunApp(GorunOptions(paths=tuple(cfg.crontabs), system=cfg.system,
-                                         grace_secs=cfg.grace_secs),
+                                         grace_secs=grace),
                             registry=registry, metrics=metrics, reaper=reaper)
 
     def body(self, stop: threading.Event) -> None:

@@ -42,10 +42,12 @@ class CronConfig:
 
     crontabs: tuple[str, ...] = ()
     system: bool = False          # /etc/crontab form with a user column
-    grace_secs: float = 20.0      # on stop: running jobs get SIGTERM, then SIGKILL after this
+    # On stop, running jobs get SIGTERM, then SIGKILL after this; None: 2 s less than the
+    # agent's drain_deadline_secs (at least 1 s), so jobs never outlive the drain.
+    grace_secs: float | None = None
 
     def __post_init__(self) -> None:
-        if self.grace_secs < 0:
+        if self.grace_secs is not None and self.grace_secs < 0:
             raise ValueError("grace_secs must be >= 0")
 
 
@@ -65,12 +67,30 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.drain_deadline_secs <= 0:
             raise ValueError("drain_deadline_secs must be > 0")
+        grace = self.cron.grace_secs
+        if self.cron.crontabs and grace is not None and grace >= self.drain_deadline_secs:
+            raise ValueError(f"cron.grace_secs ({grace:g}) must be below "
+                             f"drain_deadline_secs ({self.drain_deadline_secs:g}): running jobs "
+                             "would outlive the agent's drain")
+        clash = {f.name for f in self.forward} & {f"profile-{p.name}" for p in self.profile}
+        if clash:
+            # Both keep their checkpoints in state_dir as <forward name>.json and
+            # profile-<profile name>.json.
+            raise ValueError(f"forward name(s) {', '.join(map(repr, sorted(clash)))} would share "
+                             "a checkpoint file with a profile pipeline")
         for section in ("rotate", "profile", "forward"):
             names = [c.name for c in getattr(self, section)]
             dups = sorted({n for n in names if names.count(n) > 1})
             if dups:
                 # Names key checkpoint and state files: two pipelines must never share one.
                 raise ValueError(f"{section}: duplicate name(s) {', '.join(map(repr, dups))}")
+
+
+def cron_grace_secs(cfg: AgentConfig) -> float:
+    """The grace period running cron jobs get on stop, within the agent's drain deadline."""
+    if cfg.cron.grace_secs is not None:
+        return cfg.cron.grace_secs
+    return max(1.0, cfg.drain_deadline_secs - 2.0)
 
 
 def load(path: str) -> AgentConfig:
