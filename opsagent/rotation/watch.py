@@ -115,7 +115,11 @@ class DirWatcher:
                     dirty.add(FULL)
                     continue
                 path, leaf = self._by_wd.get(wd, ("", False))
-                if mask & _IGNORED:
+                if mask & (_IGNORED | _MOVE_SELF):
+                    # Gone, or renamed away (the watch would follow the old inode, not the
+                    # name): forget it, so the next full pass's sync watches the name again.
+                    if mask & _MOVE_SELF and path:
+                        self._libc.inotify_rm_watch(self.fd, wd)
                     self._forget(wd)
                     dirty.add(FULL)
                 elif not path:

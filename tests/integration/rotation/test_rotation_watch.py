@@ -75,3 +75,16 @@ def test_a_swapped_directory_is_not_followed(tmp_path: Path,
     w.sync([str(tmp_path / "tree" / "pod-a" / "logs")], [])
     (tmp_path / "tree" / "pod-a" / "logs" / "z").write_bytes(b"z")
     assert _drain(q) == {str(tmp_path / "tree" / "pod-a" / "logs")}
+
+
+def test_a_directory_renamed_away_and_recreated_is_watched_again(
+        watched: tuple[DirWatcher, queue.Queue[str], Path]) -> None:
+    w, q, tmp_path = watched
+    logs = tmp_path / "tree" / "pod-a" / "logs"
+    w.sync([str(logs)], [])
+    logs.rename(tmp_path / "tree" / "pod-a" / "logs-old")
+    logs.mkdir()
+    assert FULL in _drain(q)                 # the full pass that follows re-syncs...
+    w.sync([str(logs)], [])
+    (logs / "app.log").write_bytes(b"x\n")   # ...and the new directory is watched
+    assert _drain(q) == {str(logs)}
