@@ -26,26 +26,27 @@ def default_partition(key: bytes, partitions: Sequence[int]) -> int:
 
 class KeyPartitions:
     """key -> partition for one topic, valid for the partition set it was computed from.
-    `generation` is the caller's metadata generation of that set (see KafkaPythonProducer)."""
+    `source` is the metadata object that set came from (see KafkaPythonProducer): a caller
+    compares it by identity to know when to update."""
 
-    __slots__ = ("_by_key", "_partitions", "generation")
+    __slots__ = ("_by_key", "_partitions", "source")
 
     def __init__(self) -> None:
         self._partitions: tuple[int, ...] = ()
         self._by_key: dict[bytes, int] = {}
-        self.generation = -1
+        self.source: object = None
 
     @property
     def partitions(self) -> tuple[int, ...]:
         return self._partitions
 
-    def update(self, partitions: Iterable[int], generation: int) -> None:
+    def update(self, partitions: Iterable[int], source: object) -> None:
         """Take the topic's current partition ids; a different set forgets every choice."""
         parts = tuple(sorted(partitions))
         if parts != self._partitions:
             self._partitions = parts
             self._by_key.clear()
-        self.generation = generation
+        self.source = source
 
     def get(self, key: bytes) -> int | None:
         """The partition for `key`, or None while no partition is known (the producer then

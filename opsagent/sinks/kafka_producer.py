@@ -10,9 +10,10 @@ kafka-python facts this relies on (3.0.x):
 - close(timeout) flushes first and raises KafkaTimeoutError if the flush does not finish, so a
   producer whose broker is gone is stopped with the sender's force_close() (`abort`), which also
   fails every incomplete future at once;
-- its cluster metadata (`_metadata`) calls listeners after every metadata update: used to know
-  when a topic's partition set may have changed (KafkaPythonProducer caches partitions per key).
-  These two are the only private attributes used here.
+- its cluster metadata (`_metadata`) replaces its `_partitions` map (topic -> partition ->
+  metadata) with a new one at every metadata update: KafkaPythonProducer, which caches each
+  key's partition, reads it to know the partition set and when it may have changed. These two
+  are the only private attributes used here.
 """
 
 from __future__ import annotations
@@ -131,34 +132,31 @@ def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
 class KafkaPythonProducer:
     """`Producer` over kafka-python's KafkaProducer. Passes each record's partition, chosen
     once per key (opsagent/sinks/kafka_partition.py: the default partitioner's choice) and
-    checked again after every metadata update, which kafka-python announces to the listener
-    added here."""
+    checked again after every metadata update."""
 
     def __init__(self, producer: Any) -> None:
         self._p = producer
         self._topics: dict[str, KeyPartitions] = {}
-        # Bumped by kafka-python's network thread on every metadata update; a topic's cached
-        # choices are checked against its partition set at the next send after that.
-        self._metadata_generation = 0
         cluster = getattr(producer, "_metadata", None)
-        self._cluster = cluster if callable(getattr(cluster, "add_listener", None)) else None
-        if self._cluster is not None:
-            self._cluster.add_listener(self._on_metadata)
-
-    def _on_metadata(self, _cluster: object) -> None:
-        self._metadata_generation += 1
+        self._cluster = cluster if isinstance(getattr(cluster, "_partitions", None), dict) \
+            else None
 
     def _partition(self, topic: str, key: bytes) -> int | None:
-        """The cached partition for `key`, or None to let kafka-python choose (no listener, or
-        the topic's metadata is not known yet: send() then waits for it as usual)."""
+        """The cached partition for `key`, or None to let kafka-python choose (another client
+        version, or the topic's metadata is not known yet: send() then waits for it)."""
         if self._cluster is None:
+            return None
+        # Every metadata update replaces this map (topic -> partition -> metadata) with a new
+        # one, so its identity says whether the partition set may have changed. Reading it is
+        # one reference read: no lock, nothing registered with kafka-python's network thread.
+        current = self._cluster._partitions.get(topic)
+        if current is None:
             return None
         kp = self._topics.get(topic)
         if kp is None:
             kp = self._topics[topic] = KeyPartitions()
-        if kp.generation != self._metadata_generation:
-            generation = self._metadata_generation  # read first: an update meanwhile re-checks
-            kp.update(self._cluster.partitions_for_topic(topic) or (), generation)
+        if kp.source is not current:
+            kp.update(current.keys(), current)
         return kp.get(key)
 
     def send(self, topic: str, *, key: bytes, value: bytes,
@@ -185,8 +183,6 @@ class KafkaPythonProducer:
         """Never raises a kafka error: a producer whose flush cannot finish is force-closed."""
         from kafka.errors import KafkaError
 
-        if self._cluster is not None:
-            self._cluster.remove_listener(self._on_metadata)
         try:
             self._p.close(timeout=timeout)
             return

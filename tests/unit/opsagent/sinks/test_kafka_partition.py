@@ -1,10 +1,7 @@
 """Partitions chosen once per key: the same choice as kafka-python's DefaultPartitioner, checked
-again after metadata updates, passed to send() by the producer adapter."""
+again when the metadata changes, passed to send() by the producer adapter."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,50 +14,48 @@ from opsagent.sinks.kafka_producer import KafkaPythonProducer
 
 
 class FakeCluster:
-    """The part of kafka-python's ClusterMetadata the partitioner and the adapter use."""
+    """The part of kafka-python's ClusterMetadata the partitioner and the adapter use: like
+    ClusterMetadata.update_metadata, `update` replaces the whole `_partitions` map."""
 
     def __init__(self, partitions: dict[str, set[int]]) -> None:
-        self.partitions = partitions
-        self.listeners: set[Callable[[Any], None]] = set()
+        self._partitions: dict[str, dict[int, object]] = {}
+        for topic, ids in partitions.items():
+            self.update(topic, ids)
 
-    # DefaultPartitioner
     def topics(self) -> set[str]:
-        return set(self.partitions)
+        return set(self._partitions)
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
-        p = self.partitions.get(topic)
+        p = self._partitions.get(topic)
         return None if p is None else set(p)
 
     def available_partitions_for_topic(self, topic: str) -> set[int] | None:
         return self.partitions_for_topic(topic)
 
-    # listeners, as ClusterMetadata.update_metadata calls them
-    def add_listener(self, fn: Callable[[Any], None]) -> None:
-        self.listeners.add(fn)
-
-    def remove_listener(self, fn: Callable[[Any], None]) -> None:
-        self.listeners.discard(fn)
-
     def update(self, topic: str, partitions: set[int]) -> None:
-        self.partitions[topic] = partitions
-        for fn in list(self.listeners):
-            fn(self)
+        new = {t: dict(p) for t, p in self._partitions.items()}
+        new[topic] = {i: object() for i in partitions}
+        self._partitions = new
 
 
 class FakeKafkaProducer:
-    """Records send()'s partition argument; validates it like KafkaProducer._partition."""
+    """Records send()'s partition argument; validates it like KafkaProducer._partition, against
+    `valid` when set (the broker's view, ahead of the cluster map: a metadata race)."""
 
     def __init__(self, cluster: FakeCluster | None) -> None:
         if cluster is not None:
             self._metadata = cluster
         self.cluster = cluster
+        self.valid: set[int] | None = None
         self.sent: list[tuple[bytes, int | None]] = []
 
     def send(self, topic: str, *, key: bytes, value: bytes, headers: list[tuple[str, bytes]],
              partition: int | None = None) -> object:
-        if partition is not None and self.cluster is not None \
-                and partition not in (self.cluster.partitions_for_topic(topic) or ()):
-            raise ValueError(f"Unrecognized partition {partition} for topic {topic}")
+        if partition is not None and self.cluster is not None:
+            valid = self.valid if self.valid is not None \
+                else self.cluster.partitions_for_topic(topic) or set()
+            if partition not in valid:
+                raise ValueError(f"Unrecognized partition {partition} for topic {topic}")
         self.sent.append((key, partition))
         return object()
 
@@ -99,13 +94,13 @@ def test_matches_the_java_clients_mapping(key: bytes, java_murmur2: int, count: 
 def test_a_key_keeps_its_partition_until_the_partition_set_changes() -> None:
     kp = KeyPartitions()
     assert kp.get(b"k") is None  # nothing known yet: kafka-python decides
-    kp.update({0, 1, 2}, generation=1)
+    kp.update({0, 1, 2}, source="m1")
     first = kp.get(b"65024:9981861:57ac04a040598085")
     assert first == default_partition(b"65024:9981861:57ac04a040598085", (0, 1, 2))
-    kp.update({2, 1, 0}, generation=2)  # same set, newer metadata
+    kp.update({2, 1, 0}, source="m2")  # same set, newer metadata
     assert kp.get(b"65024:9981861:57ac04a040598085") == first
-    assert kp.generation == 2
-    kp.update(range(7), generation=3)
+    assert kp.source == "m2"
+    kp.update(range(7), source="m3")
     assert kp.partitions == tuple(range(7))
     assert kp.get(b"65024:9981861:57ac04a040598085") == \
         default_partition(b"65024:9981861:57ac04a040598085", tuple(range(7)))
@@ -114,7 +109,7 @@ def test_a_key_keeps_its_partition_until_the_partition_set_changes() -> None:
 def test_the_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kafka_partition, "MAX_KEYS", 3)
     kp = KeyPartitions()
-    kp.update(range(5), generation=0)
+    kp.update(range(5), source="m")
     for i in range(10):
         key = f"file-{i}".encode()
         assert kp.get(key) == default_partition(key, tuple(range(5)))
@@ -131,7 +126,7 @@ def test_producer_passes_the_cached_partition_to_send() -> None:
                           for k in (b"a", b"b", b"a", b"file-7")]
 
 
-def test_producer_follows_a_partition_count_change_announced_by_metadata() -> None:
+def test_producer_follows_a_partition_count_change_seen_in_metadata() -> None:
     cluster = FakeCluster({"logs": {0}})
     inner = FakeKafkaProducer(cluster)
     producer = KafkaPythonProducer(inner)
@@ -157,22 +152,22 @@ def test_a_partition_gone_since_the_check_falls_back_to_kafka_pythons_choice() -
     inner = FakeKafkaProducer(cluster)
     producer = KafkaPythonProducer(inner)
     producer.send("logs", key=b"abc", value=b"1", headers=[])  # partition 7, cached
-    cluster.partitions["logs"] = {0}  # topic re-created; no metadata update seen yet
+    inner.valid = {0}  # topic re-created with one partition; the map is swapped after our check
     producer.send("logs", key=b"abc", value=b"2", headers=[])
-    producer.send("logs", key=b"abc", value=b"3", headers=[])  # checks the set again
+    cluster.update("logs", {0})
+    producer.send("logs", key=b"abc", value=b"3", headers=[])
     assert inner.sent == [(b"abc", 7), (b"abc", None), (b"abc", 0)]
 
 
-def test_without_a_metadata_listener_kafka_python_partitions_every_record() -> None:
+def test_without_cluster_metadata_kafka_python_partitions_every_record() -> None:
     inner = FakeKafkaProducer(None)
     producer = KafkaPythonProducer(inner)
     producer.send("logs", key=b"a", value=b"1", headers=[])
     assert inner.sent == [(b"a", None)]
 
 
-def test_close_removes_the_metadata_listener() -> None:
-    cluster = FakeCluster({"logs": {0}})
-    producer = KafkaPythonProducer(FakeKafkaProducer(cluster))
-    assert len(cluster.listeners) == 1
-    producer.close(0)
-    assert not cluster.listeners
+def test_real_cluster_metadata_has_the_map_the_adapter_reads() -> None:
+    """Guards the one private attribute this relies on (kafka-python 3.0.x)."""
+    from kafka.cluster import ClusterMetadata
+
+    assert isinstance(ClusterMetadata()._partitions, dict)
