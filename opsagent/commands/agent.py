@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import fcntl
 import logging
@@ -32,6 +33,21 @@ def register(sub: Any) -> None:
     c.set_defaults(func=check_config)
 
 
+def placement_errors(path: str, cfg: schema.AgentConfig) -> list[str]:
+    """Problems no single key shows: the state directory inside a tree whose writers are not
+    trusted (they could plant our lock, checkpoints or rotation state)."""
+    from opsagent.rotation.state import check_state_dir
+
+    trees = [d for r in cfg.rotate for d in r.directories]
+    trees += [os.path.dirname(g) for f in cfg.forward for g in f.tail.include]
+    trees += [os.path.dirname(g) for p in cfg.profile for g in p.tail.include]
+    try:
+        check_state_dir(cfg.state_dir, trees)
+    except ValueError as e:
+        return [f"{path}: state_dir: {e}"]
+    return []
+
+
 def problems(path: str) -> tuple[list[str], list[str]]:
     """(errors, warnings) of a config file and of the crontabs it names, as printed lines."""
     try:
@@ -40,7 +56,7 @@ def problems(path: str) -> tuple[list[str], list[str]]:
         return [str(err) for err in e.errors], []
     from gorun.crontab import load_crontab
 
-    errors: list[str] = []
+    errors: list[str] = placement_errors(path, cfg)
     warnings: list[str] = []
     for crontab in cfg.cron.crontabs:
         ct = load_crontab(crontab, system=cfg.cron.system)
@@ -101,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
         for err in e.errors:
             print(err, file=sys.stderr)
         return 2
+    placement = placement_errors(args.config, cfg)
+    for line in placement:
+        print(line, file=sys.stderr)
+    if placement:
+        return 2
     jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
     if cfg.telemetry.log_level.lower() != "debug":
         # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
@@ -113,7 +134,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"opsagent run: {e}", file=sys.stderr)
         return 1
     try:
-        return _run_locked(args, cfg)
+        # The rotation lock too, so a standalone `opsagent rotate` on this state directory
+        # cannot rotate the same trees while the agent does.
+        from opsagent.rotation.state import LockHeld, exclusive_lock
+
+        with contextlib.ExitStack() as stack:
+            if cfg.rotate:
+                try:
+                    stack.enter_context(exclusive_lock(cfg.state_dir, wait=False))
+                except LockHeld as e:
+                    print(f"opsagent run: {e}", file=sys.stderr)
+                    return 1
+            return _run_locked(args, cfg)
     finally:
         os.close(lock_fd)
 

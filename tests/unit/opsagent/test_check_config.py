@@ -127,3 +127,35 @@ def test_unreadable_config_file_exits_2(tmp_path: Path,
     rc, lines = check(tmp_path / "absent.toml", capsys)
     assert rc == 2
     assert any(os.fspath(tmp_path / "absent.toml") in line for line in lines), lines
+
+
+@pytest.mark.parametrize("state", ["tree/pod-a/state", "tree-link/pod-a"],
+                         ids=["inside", "through-a-symlink"])
+def test_state_dir_inside_a_watched_tree_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str) -> None:
+    (tmp_path / "tree" / "pod-a").mkdir(parents=True)
+    (tmp_path / "tree-link").symlink_to(tmp_path / "tree")
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'state_dir = "{tmp_path / state}"\n'
+                   f'[[rotate]]\nname = "r"\ndirectories = ["{tmp_path}/tree/*"]\n')
+    rc, lines = check(cfg, capsys)
+    assert rc == 2
+    assert lines == [f"{cfg}: state_dir: state_dir {str(tmp_path / state)!r} must be outside "
+                     f"the watched tree {str(tmp_path / 'tree')!r} "
+                     f"(directories = {str(tmp_path / 'tree') + '/*'!r})"]
+    # `opsagent run` refuses the same config before starting anything.
+    assert main(["run", "--config", str(cfg)]) == 2
+
+
+def test_run_refuses_while_a_standalone_rotate_holds_the_rotation_lock(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from opsagent.rotation.state import exclusive_lock
+
+    (tmp_path / "tree").mkdir()
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'state_dir = "{tmp_path / "state"}"\n'
+                   f'[[rotate]]\nname = "r"\ndirectories = ["{tmp_path}/tree/*"]\n')
+    with exclusive_lock(str(tmp_path / "state"), wait=False):
+        assert main(["run", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert f"rotate.lock is held by pid {os.getpid()}" in err
