@@ -134,13 +134,14 @@ class Agent:
         return CronComponent(section, registry=self.registry, metrics=self._cron_metrics,
                              reaper=self.reaper)
 
-    def undelivered(self) -> dict[str, int]:
-        """Per path, bytes the forwarders have not delivered yet (for rotation)."""
-        out: dict[str, int] = {}
+    def undelivered(self) -> dict[tuple[int, int], int]:
+        """Per file (st_dev, st_ino), bytes the forwarders have not delivered yet: rotation
+        neither compresses nor deletes them while under the hard limit."""
+        out: dict[tuple[int, int], int] = {}
         for c in list(self.components.values()):
             if isinstance(c, ForwardComponent):
-                for path, n in c.pending_bytes().items():
-                    out[path] = out.get(path, 0) + n
+                for ident, n in c.pending_by_file().items():
+                    out[ident] = out.get(ident, 0) + n
         return out
 
     def start(self) -> None:

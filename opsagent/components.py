@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import prometheus_client
 
 from opsagent.clock import Clock
+from opsagent.rotation.service import Undelivered
 
 log = logging.getLogger("opsagent.app")
 
@@ -83,9 +84,9 @@ class ForwardComponent(_Threaded):
     def body(self, stop: threading.Event) -> None:
         self.pipeline.run(stop)
 
-    def pending_bytes(self) -> Mapping[str, int]:
+    def pending_by_file(self) -> Mapping[tuple[int, int], int]:
         """Bytes of each tailed file not yet delivered (rotation must not destroy them)."""
-        return self.pipeline.pending_bytes()
+        return self.pipeline.pending_by_file()
 
 
 class ProfileComponent:
@@ -114,7 +115,7 @@ class ProfileComponent:
 
 class RotateComponent(_Threaded):
     def __init__(self, cfg: Any, *, state_dir: str, clock: Clock, metrics: Any,
-                 undelivered: Callable[[], Mapping[str, int]]) -> None:
+                 undelivered: Callable[[], Undelivered]) -> None:
         super().__init__(("rotate", cfg.name), cfg)
         from opsagent.rotation.service import RotationService
 

@@ -52,6 +52,7 @@ class Source(Protocol):
     def flush_partial(self) -> list[Record]: ...
     def stop(self) -> None: ...
     def pending_bytes(self) -> dict[str, int]: ...
+    def pending_by_file(self) -> dict[tuple[int, int], int]: ...
 
 
 class Sink(Protocol):
@@ -268,6 +269,11 @@ class ForwardPipeline:
         not acknowledged by Kafka). Thread-safe: log rotation asks it from its own thread so
         it never deletes or compresses undelivered data."""
         return self._source.pending_bytes()
+
+    def pending_by_file(self) -> dict[tuple[int, int], int]:
+        """Like pending_bytes() but keyed by (st_dev, st_ino): rotation matches it against its
+        own snapshot, so a rename between the two scans cannot hide undelivered bytes."""
+        return self._source.pending_by_file()
 
     def drain(self) -> None:
         """Stop intake, flush partial lines, wait for in-flight acks up to the deadline, close

@@ -95,6 +95,9 @@ class FakeSource:
     def pending_bytes(self) -> dict[str, int]:
         return {"/logs/app.log": 0}
 
+    def pending_by_file(self) -> dict[tuple[int, int], int]:
+        return {(1, 2): 0}
+
 
 def config(tmp: Path | None = None, **kw: object) -> ForwardConfig:
     tail = TailConfig(include=(f"{tmp}/*.log" if tmp else "/logs/*.log",))
@@ -313,6 +316,8 @@ def test_real_files_unacked_lines_are_sent_again_after_restart(logs: Path) -> No
     size = (logs / "logs" / "a.log").stat().st_size
     acked = sum(len(x) + 1 for x in lines[:7])
     assert p.pending_bytes() == {str(logs / "logs" / "a.log"): size - acked}
+    st = (logs / "logs" / "a.log").stat()
+    assert p.pending_by_file() == {(st.st_dev, st.st_ino): size - acked}
     sink.poll_acked = list  # type: ignore[method-assign]
     p.cfg = config(logs / "logs", drain_timeout_secs=0.0)
     p.drain()  # deadline 0: the rest stays unacked, as if the process were killed
