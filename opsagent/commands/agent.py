@@ -111,11 +111,8 @@ def lock_state_dir(state_dir: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = schema.load(args.config)
-    except ConfigErrors as e:
-        for err in e.errors:
-            print(err, file=sys.stderr)
+    cfg = schema.load_or_report(args.config)
+    if cfg is None:
         return 2
     placement = placement_errors(args.config, cfg)
     for line in placement:

@@ -23,7 +23,7 @@ from opsagent import gc_tuning
 from opsagent.clock import SystemClock
 from opsagent.config import schema
 from opsagent.config.schema import NodeConfig
-from opsagent.errors import ConfigErrors, OpsagentError
+from opsagent.errors import OpsagentError
 from opsagent.telemetry import jsonlog
 
 log = logging.getLogger("opsagent.forward")
@@ -51,10 +51,8 @@ def static_fields(node: NodeConfig, env: Mapping[str, str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = schema.load(args.config)
-    except ConfigErrors as e:
-        print(e, file=sys.stderr)
+    cfg = schema.load_or_report(args.config)
+    if cfg is None:
         return 2
     forward = getattr(cfg, "forward", [])
     if not forward:

@@ -16,7 +16,6 @@ import prometheus_client
 
 from opsagent.clock import SystemClock
 from opsagent.config import schema
-from opsagent.errors import ConfigErrors
 from opsagent.processors.profile.config import ProfileConfig
 from opsagent.processors.profile.processor import ProfileProcessor
 from opsagent.processors.profile.samples import Interval
@@ -64,10 +63,8 @@ def _load(path: str, names: list[str]) -> list[ProfileConfig] | None:
 
 def _load_agent(path: str, names: list[str]) -> tuple[str, list[ProfileConfig]] | None:
     """(state_dir, selected pipelines), or None after printing why not."""
-    try:
-        cfg = schema.load(path)
-    except ConfigErrors as e:
-        print(str(e), file=sys.stderr)
+    cfg = schema.load_or_report(path)
+    if cfg is None:
         return None
     profiles: list[ProfileConfig] = list(cfg.profile)
     if names:

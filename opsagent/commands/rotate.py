@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 
 from opsagent.clock import SystemClock
 from opsagent.config import schema
-from opsagent.errors import ConfigErrors
 from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.metrics import RotationMetrics
 from opsagent.rotation.policy import Plan
@@ -37,11 +36,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = schema.load(args.config)
-    except ConfigErrors as e:
-        for err in e.errors:
-            print(err, file=sys.stderr)
+    cfg = schema.load_or_report(args.config)
+    if cfg is None:
         return 2
     if not cfg.rotate:
         print(f"{args.config}: no [[rotate]] policies configured", file=sys.stderr)

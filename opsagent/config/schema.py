@@ -96,3 +96,18 @@ def cron_grace_secs(cfg: AgentConfig) -> float:
 def load(path: str) -> AgentConfig:
     """Load and validate the agent config; raises opsagent.errors.ConfigErrors."""
     return load_toml(path, AgentConfig)
+
+
+def load_or_report(path: str) -> AgentConfig | None:
+    """For commands: the config, or None after printing every problem (one per line, with
+    file and key path) to stderr; the caller exits 2."""
+    import sys
+
+    from opsagent.errors import ConfigErrors
+
+    try:
+        return load(path)
+    except ConfigErrors as e:
+        for err in e.errors:
+            print(err, file=sys.stderr)
+        return None
