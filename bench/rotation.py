@@ -104,8 +104,8 @@ def full_pass(work: Path, files: int, size: int) -> dict[str, Any]:
     src = corpus(files, size)
     input_bytes = _tree_bytes(src, ".log")
     runs: dict[str, Any] = {}
-    ours_runs = {"ours_zstd3": (3, 1), "ours_zstd6": (6, 1), "ours_zstd3_2workers": (3, 2),
-                 "ours_zstd6_2workers": (6, 2)}
+    ours_runs = {"ours_zstd3": (3, 1), "ours_zstd7": (7, 1), "ours_zstd3_2workers": (3, 2),
+                 "ours_zstd7_2workers": (7, 2)}
     for name in (*ours_runs, "logrotate_gzip", "logrotate_zstd3"):
         tree = work / name
         shutil.rmtree(tree, ignore_errors=True)
