@@ -40,19 +40,9 @@ CONFIG_CHANGED = "config-changed"
 RESTART_BACKOFF_SECS = 5.0
 
 
-def static_fields(node: schema.NodeConfig, env: Mapping[str, str]) -> dict[str, str]:
-    """node/pod/namespace for every record: config first, then the downward-API environment."""
-    values = {
-        "node": node.name or env.get("NODE_NAME", ""),
-        "pod": node.pod or env.get("POD_NAME", ""),
-        "namespace": node.namespace or env.get("POD_NAMESPACE", ""),
-    }
-    return {k: v for k, v in values.items() if v}
-
-
 def wanted_components(cfg: schema.AgentConfig, env: Mapping[str, str]) -> dict[Key, Any]:
     """Component key -> its effective config (section + the globals it depends on)."""
-    fields = tuple(sorted(static_fields(cfg.node, env).items()))
+    fields = tuple(sorted(schema.static_fields(cfg.node, env).items()))
     out: dict[Key, Any] = {}
     for f in cfg.forward:
         out[("forward", f.name)] = (f, cfg.state_dir, fields)
@@ -119,7 +109,7 @@ class Agent:
         kind = key[0]
         section = effective[0]
         cfg = self.cfg
-        fields = static_fields(cfg.node, self.env)
+        fields = schema.static_fields(cfg.node, self.env)
         if kind == "forward":
             return ForwardComponent(section, state_dir=cfg.state_dir, static_fields=fields,
                                     clock=self.clock, registry=self.registry,

@@ -14,7 +14,6 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Mapping
 from types import FrameType
 
 import prometheus_client
@@ -22,7 +21,7 @@ import prometheus_client
 from opsagent import gc_tuning
 from opsagent.clock import SystemClock
 from opsagent.config import schema
-from opsagent.config.schema import NodeConfig
+from opsagent.config.schema import static_fields
 from opsagent.errors import OpsagentError
 from opsagent.telemetry import jsonlog
 
@@ -37,17 +36,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "(the [[forward]] pipelines of the config) until SIGTERM")
     p.add_argument("--config", required=True, metavar="FILE", help="agent TOML config")
     p.set_defaults(func=run)
-
-
-def static_fields(node: NodeConfig, env: Mapping[str, str]) -> dict[str, str]:
-    """node/pod/namespace for every record: config first, then the downward-API environment;
-    empty values are left out (a path_pattern group of the same name fills them per file)."""
-    values = {
-        "node": node.name or env.get("NODE_NAME", ""),
-        "pod": node.pod or env.get("POD_NAME", ""),
-        "namespace": node.namespace or env.get("POD_NAMESPACE", ""),
-    }
-    return {k: v for k, v in values.items() if v}
 
 
 def run(args: argparse.Namespace) -> int:

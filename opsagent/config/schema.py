@@ -8,6 +8,7 @@ config/opsagent.example.toml.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from opsagent.config.loader import load_toml
 from opsagent.pipelines.forward_config import ForwardConfig
@@ -23,6 +24,17 @@ class NodeConfig:
     name: str = ""
     pod: str = ""
     namespace: str = ""
+
+
+def static_fields(node: NodeConfig, env: Mapping[str, str]) -> dict[str, str]:
+    """node/pod/namespace for every record: config first, then the downward-API environment;
+    empty values are left out (a path_pattern group of the same name fills them per file)."""
+    values = {
+        "node": node.name or env.get("NODE_NAME", ""),
+        "pod": node.pod or env.get("POD_NAME", ""),
+        "namespace": node.namespace or env.get("POD_NAMESPACE", ""),
+    }
+    return {k: v for k, v in values.items() if v}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,6 @@ import base64
 import json
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -29,6 +28,7 @@ from opsagent.errors import FatalError, RetriableError
 from opsagent.pipelines.forward_config import ForwardConfig
 from opsagent.sinks.kafka import OutRecord, SinkClosed, SinkFull
 from opsagent.sources.tail import FileKey, Record
+from opsagent.telemetry.registry import PerRegistry
 
 log = logging.getLogger("opsagent.forward")
 
@@ -87,8 +87,7 @@ class _Metrics:
             "(re-sent after restart)", lbl, registry=registry)
 
 
-_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = (
-    weakref.WeakKeyDictionary())
+_metrics = PerRegistry(_Metrics)
 
 
 def field_headers(fields: Mapping[str, str]) -> list[tuple[str, bytes]]:
@@ -135,9 +134,7 @@ class ForwardPipeline:
         self._source = source
         self._sink = sink
         self._clock = clock
-        m = _METRICS.get(registry)
-        if m is None:
-            m = _METRICS[registry] = _Metrics(registry)
+        m = _metrics(registry)
         self._m_records = m.records.labels(cfg.name)
         self._m_bytes = m.bytes.labels(cfg.name)
         self._m_acks = m.acks.labels(cfg.name)

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 import prometheus_client as pc
 
-_LOCK = threading.Lock()
-_FAMILIES: weakref.WeakKeyDictionary[pc.CollectorRegistry, _Families] = (
-    weakref.WeakKeyDictionary())
+from opsagent.telemetry.registry import PerRegistry
 
 
 class _Families:
@@ -41,6 +36,9 @@ class _Families:
                                  p, registry=r)
 
 
+_families = PerRegistry(_Families)
+
+
 class KafkaMetrics:
     """The sink's children of the shared metric families."""
 
@@ -56,8 +54,4 @@ class KafkaMetrics:
 
     @classmethod
     def for_registry(cls, registry: pc.CollectorRegistry, pipeline: str) -> KafkaMetrics:
-        with _LOCK:
-            fam = _FAMILIES.get(registry)
-            if fam is None:
-                fam = _FAMILIES[registry] = _Families(registry)
-        return cls(fam, pipeline)
+        return cls(_families(registry), pipeline)

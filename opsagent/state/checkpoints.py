@@ -17,13 +17,13 @@ import json
 import logging
 import os
 import re
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import prometheus_client
 
 from opsagent.errors import RetriableError
+from opsagent.telemetry.registry import PerRegistry
 
 log = logging.getLogger("opsagent.checkpoints")
 
@@ -66,15 +66,7 @@ class _Metrics:
             ["pipeline"], registry=registry)
 
 
-_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, _Metrics] = (
-    weakref.WeakKeyDictionary())
-
-
-def _metrics(registry: prometheus_client.CollectorRegistry) -> _Metrics:
-    m = _METRICS.get(registry)
-    if m is None:
-        m = _METRICS[registry] = _Metrics(registry)
-    return m
+_metrics = PerRegistry(_Metrics)
 
 
 def _digest(entries: Any) -> str:

@@ -8,12 +8,6 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 
-def static_fields(node: str = "", pod: str = "", namespace: str = "") -> dict[str, str]:
-    """The agent's own identity as record fields, leaving out empty values."""
-    values = {"node": node, "pod": pod, "namespace": namespace}
-    return {k: v for k, v in values.items() if v}
-
-
 class PathFields:
     """Computes the fields of a file once, when it is first opened (a rotated name keeps the
     fields of the name it was found under)."""

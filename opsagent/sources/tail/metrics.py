@@ -3,9 +3,9 @@ registry and tell themselves apart by the `pipeline` label)."""
 
 from __future__ import annotations
 
-import weakref
-
 import prometheus_client
+
+from opsagent.telemetry.registry import PerRegistry
 
 
 class TailMetrics:
@@ -35,14 +35,6 @@ class TailMetrics:
             "opsagent_tail_files_open", "Files held open", ["pipeline"], registry=registry)
 
 
-_METRICS: weakref.WeakKeyDictionary[prometheus_client.CollectorRegistry, TailMetrics] = (
-    weakref.WeakKeyDictionary())
-
-
-def tail_metrics(registry: prometheus_client.CollectorRegistry) -> TailMetrics:
-    m = _METRICS.get(registry)
-    if m is None:
-        m = _METRICS[registry] = TailMetrics(registry)
-    return m
+tail_metrics = PerRegistry(TailMetrics)
 
 
