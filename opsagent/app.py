@@ -106,10 +106,12 @@ class Agent:
     # -- building -------------------------------------------------------------------------
 
     def _build(self, key: Key, effective: Any) -> Component:
+        # Built from exactly what a reload compares (wanted_components): the section, and for
+        # the tailing jobs the node fields it was computed with.
         kind = key[0]
         section = effective[0]
         cfg = self.cfg
-        fields = schema.static_fields(cfg.node, self.env)
+        fields = dict(effective[2]) if kind in ("forward", "profile") else {}
         if kind == "forward":
             return ForwardComponent(section, state_dir=cfg.state_dir, static_fields=fields,
                                     clock=self.clock, registry=self.registry,

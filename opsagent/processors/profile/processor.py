@@ -112,9 +112,6 @@ class ProfileProcessor:
             if self._m is not None:
                 self._m["unparsed"].labels(self._name, reason).inc(n)
 
-    def forget_file(self, file: Hashable) -> None:
-        self._unwrappers.pop(file, None)
-
     def flush(self, before: float | None = None) -> list[Interval]:
         """Finished intervals (see Aggregator.flush)."""
         return self.agg.flush(before)

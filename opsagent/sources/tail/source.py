@@ -127,11 +127,7 @@ class TailSource:
             out: list[tuple[TailedFile, list[Seg]]] = []
             for f in self._set.files.values():
                 f.flush_all()
-                segs = f.take(1 << 62)
-                if segs:
-                    out.append((f, segs))
-                    if self._auto_ack and segs[-1].key == f.key:
-                        f.acked = segs[-1].end
+                self._take(f, 1 << 62, out)
         return to_records(out)
 
     def ack(self, key: FileKey, end: int) -> None:
@@ -187,6 +183,18 @@ class TailSource:
             out = self._collect(max_lines)
         return out
 
+    def _take(self, f: TailedFile, max_lines: int,
+              out: list[tuple[TailedFile, list[Seg]]]) -> int:
+        """Move up to `max_lines` ready lines of `f` to `out` (auto-acked when nobody acks);
+        returns how many were taken."""
+        segs = f.take(max_lines)
+        if not segs:
+            return 0
+        out.append((f, segs))
+        if self._auto_ack and segs[-1].key == f.key:
+            f.acked = segs[-1].end
+        return sum(len(s.lines) for s in segs)
+
     def _collect(self, max_lines: int) -> list[tuple[TailedFile, list[Seg]]]:
         out: list[tuple[TailedFile, list[Seg]]] = []
         with self._lock:
@@ -218,12 +226,7 @@ class TailSource:
                     if finished_reading(f, now, self._cfg):
                         f.flush_all()
                         flushed.add(id(f))
-                segs = f.take(remaining)
-                if segs:
-                    remaining -= sum(len(s.lines) for s in segs)
-                    out.append((f, segs))
-                    if self._auto_ack and segs[-1].key == f.key:
-                        f.acked = segs[-1].end
+                remaining -= self._take(f, remaining, out)
             done, abandon = plan(list(self._set.files.values()), now, self._cfg, flushed)
             for f in done:
                 self._set.close(f)
