@@ -80,7 +80,7 @@ class Agent:
                  registry: prometheus_client.CollectorRegistry, health: Health,
                  env: Mapping[str, str], reaper: Any) -> None:
         from gorun.metrics import Metrics as CronMetrics
-        from opsagent.rotation.metrics import RotationMetrics
+        from opsagent.rotation.metrics import rotation_metrics
 
         self.config_path = config_path
         self.cfg = cfg
@@ -95,7 +95,7 @@ class Agent:
         self._digest = file_digest(config_path)
         self._restart_at: dict[Key, float] = {}
         # Metric families are created once and outlive the components a reload replaces.
-        self._rotation_metrics = RotationMetrics(registry)
+        self._rotation_metrics = rotation_metrics(registry)
         self._cron_metrics = CronMetrics(registry)
         self.m_reloads = prometheus_client.Counter(
             "opsagent_config_reloads", "Config reloads, by result", ["result"], registry=registry)

@@ -33,16 +33,21 @@ def register(sub: Any) -> None:
     c.set_defaults(func=check_config)
 
 
+def watched_globs(cfg: schema.AgentConfig) -> list[str]:
+    """Directory globs of every tree the agent watches (rotated or tailed)."""
+    globs = [d for r in cfg.rotate for d in r.directories]
+    globs += [os.path.dirname(g) for f in cfg.forward for g in f.tail.include]
+    globs += [os.path.dirname(g) for p in cfg.profile for g in p.tail.include]
+    return globs
+
+
 def placement_errors(path: str, cfg: schema.AgentConfig) -> list[str]:
     """Problems no single key shows: the state directory inside a tree whose writers are not
     trusted (they could plant our lock, checkpoints or rotation state)."""
     from opsagent.rotation.state import check_state_dir
 
-    trees = [d for r in cfg.rotate for d in r.directories]
-    trees += [os.path.dirname(g) for f in cfg.forward for g in f.tail.include]
-    trees += [os.path.dirname(g) for p in cfg.profile for g in p.tail.include]
     try:
-        check_state_dir(cfg.state_dir, trees)
+        check_state_dir(cfg.state_dir, watched_globs(cfg))
     except ValueError as e:
         return [f"{path}: state_dir: {e}"]
     return []
@@ -78,11 +83,7 @@ def check_config(args: argparse.Namespace) -> int:
 def _volumes(cfg: schema.AgentConfig) -> list[str]:
     from opsagent.rotation.safefs import split_trusted
 
-    roots = {split_trusted(d)[0] for r in cfg.rotate for d in r.directories}
-    includes = [g for f in cfg.forward for g in f.tail.include]
-    includes += [g for p in cfg.profile for g in p.tail.include]
-    roots |= {split_trusted(os.path.dirname(g))[0] for g in includes}
-    return sorted(roots | {cfg.state_dir})
+    return sorted({split_trusted(g)[0] for g in watched_globs(cfg)} | {cfg.state_dir})
 
 
 class AgentLockHeld(Exception):

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = schema.load_or_report(args.config)
     if cfg is None:
         return 2
-    forward = getattr(cfg, "forward", [])
+    forward = cfg.forward
     if not forward:
         print(f"{args.config}: no [[forward]] pipeline configured", file=sys.stderr)
         return 2

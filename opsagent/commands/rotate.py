@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from opsagent.clock import SystemClock
 from opsagent.config import schema
 from opsagent.rotation.config import RotateConfig
-from opsagent.rotation.metrics import RotationMetrics
+from opsagent.rotation.metrics import rotation_metrics
 from opsagent.rotation.policy import Plan
 from opsagent.rotation.service import RotationService
 from opsagent.rotation.state import LockHeld, exclusive_lock
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
     registry = CollectorRegistry()
-    metrics = RotationMetrics(registry)
+    metrics = rotation_metrics(registry)
     clock = SystemClock()
     _raise_fd_limit()
     try:

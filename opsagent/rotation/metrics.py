@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from opsagent.telemetry.registry import PerRegistry
+
 
 class RotationMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -35,3 +37,7 @@ class RotationMetrics:
                                registry=registry)
         self.errors = Counter(f"{p}errors", "Failed actions", ["policy", "action"],
                               registry=registry)
+
+
+# One RotationMetrics per registry, shared by every policy (and outliving reloads).
+rotation_metrics = PerRegistry(RotationMetrics)

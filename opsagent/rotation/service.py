@@ -25,7 +25,7 @@ from opsagent.clock import Clock
 from opsagent.rotation import loop, safefs
 from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.executor import GROWING, Executor, Outcome, snapshot
-from opsagent.rotation.metrics import RotationMetrics
+from opsagent.rotation.metrics import RotationMetrics, rotation_metrics
 from opsagent.rotation.naming import classify
 from opsagent.rotation.policy import Action, DirSnapshot, Plan, plan
 from opsagent.rotation.state import RotationState, check_state_dir
@@ -57,7 +57,7 @@ class RotationService:
         check_state_dir(state_dir, cfg.directories)
         self.cfg = cfg
         self.clock = clock
-        self.metrics = metrics or RotationMetrics(registry or CollectorRegistry())
+        self.metrics = metrics or rotation_metrics(registry or CollectorRegistry())
         self.executor = executor or Executor(
             compress_level=cfg.compress_level,
             post_rotate_argv=cfg.post_rotate_argv,
