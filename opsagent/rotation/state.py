@@ -12,6 +12,8 @@ import logging
 import os
 from collections.abc import Collection, Iterator, Mapping
 
+from opsagent.state.atomic import replace_file
+
 log = logging.getLogger("opsagent.rotation")
 
 
@@ -101,22 +103,9 @@ class RotationState:
         if not self._dirty:
             return
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
-        tmp = f"{self.path}.tmp"
         data = json.dumps({"last_rotated": self.times, "hook_pending": self.hook_pending},
                           ensure_ascii=False)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o600)
-        try:
-            os.write(fd, data.encode("utf-8", "surrogateescape"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        replace_file(self.path, data.encode("utf-8", "surrogateescape"))
         self._dirty = False
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import prometheus_client
 
 from opsagent.errors import RetriableError
+from opsagent.state.atomic import fsync_dir, write_synced
 from opsagent.telemetry.registry import PerRegistry
 
 log = logging.getLogger("opsagent.checkpoints")
@@ -168,16 +169,7 @@ class CheckpointStore:
         data = encode(entries)
         try:
             os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-            fd = os.open(self._tmp_path,
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_synced(self._tmp_path, data)
             # A valid current generation becomes the previous one; a corrupt one is dropped so
             # the previous generation stays a good fallback.
             valid = self._current_valid
@@ -190,7 +182,7 @@ class CheckpointStore:
                     pass
             self._current_valid = None
             os.replace(self._tmp_path, self.path)
-            self._fsync_dir()
+            fsync_dir(self.state_dir)
             self._current_valid = True
         except OSError as e:
             self._errors.inc()
@@ -209,10 +201,3 @@ class CheckpointStore:
         except (OSError, ValueError):
             return False
         return True
-
-    def _fsync_dir(self) -> None:
-        dfd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
