@@ -418,7 +418,8 @@ class KafkaSink:
             delay = self._schedule_retry(backoff=True)
             log.warning("kafka unreachable; retrying", extra={
                 "component": "kafka", "pipeline": self.name, "error": str(e),
-                "retry_in_secs": round(delay, 3)})
+                "retry_in_secs": round(delay, 3),
+                "held_records": sum(len(d) for d in self._files.values())})
             return
         with self._abort_lock:
             self._gen += 1

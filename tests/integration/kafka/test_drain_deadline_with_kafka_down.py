@@ -46,9 +46,12 @@ def test_drain_deadline_with_kafka_unreachable_then_delivery_later(
     agent = Agent(down, tmp_path / "agent.log")
     agent.start()
     try:
-        wait_for(lambda: any(r.get("msg") == "forwarding" for r in agent.log_records()), 30,
-                 "the agent running")
-        time.sleep(1.0)
+        # Terminate only once the sink holds the 100 complete lines (it says so in each retry
+        # log); before that a drain has nothing in flight and ends clean, which is no test.
+        wait_for(lambda: any(r.get("msg") == "kafka unreachable; retrying"
+                             and r.get("held_records", 0) >= 100
+                             for r in agent.log_records()), 30,
+                 "the sink holding the lines while Kafka is unreachable")
         t0 = time.monotonic()
         assert agent.terminate(timeout=DRAIN_SECS + 20) == 0, agent.log_tail()
         took = time.monotonic() - t0
