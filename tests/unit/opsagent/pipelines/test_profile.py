@@ -16,6 +16,7 @@ from opsagent.pipelines.profile import ProfilePipeline
 from opsagent.processors.profile.config import ProfileConfig
 from opsagent.processors.profile.samples import Interval
 from opsagent.sources.tail import Batch, FileKey, Record
+from opsagent.state.checkpoints import decode
 
 KEY = FileKey(1, 2, "f")
 
@@ -141,9 +142,18 @@ labels = ["iface"]
 interval_secs = 3600
 [profile.tail]
 include = ["{tmp_path}/*.log"]
+checkpoint_interval_secs = 0.05
 [profile.statsd]
 port = {recv.getsockname()[1]}
 """)
+    state_file = tmp_path / "state" / "profile-t.json"
+
+    def read_to_end() -> bool:  # the saved read position reached the end of the log
+        try:
+            return [cp.offset for cp in decode(state_file.read_bytes()).values()] == [8]
+        except (OSError, ValueError):
+            return False
+
     proc = subprocess.Popen([sys.executable, "-m", "opsagent.cli", "profile", "run",
                              "--config", str(conf)], stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -155,7 +165,9 @@ port = {recv.getsockname()[1]}
             line = proc.stderr.readline()
             if b"profile pipelines running" in line or not line:
                 break
-        time.sleep(1.0)  # let it read the file (no timing is asserted)
+        while time.monotonic() < deadline and not read_to_end():
+            time.sleep(0.02)
+        assert read_to_end(), "the pipeline did not read the log"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         data = recv.recv(65535).decode()
@@ -164,7 +176,6 @@ port = {recv.getsockname()[1]}
             proc.kill()
         recv.close()
     assert "profile_t_requests#iface=a:2|c" in data.split("\n")
-    assert (tmp_path / "state" / "profile-t.json").exists()  # read position saved
 
 
 def test_a_failing_iteration_does_not_kill_the_pipeline_thread() -> None:
