@@ -99,10 +99,10 @@ class ProfilePipeline:
             n = 0
             for b in batches:
                 lines = b.lines
-                if b.truncated:
-                    limit = self.cfg.tail.max_line_bytes
-                    lines = [x for x in lines if len(x) < limit]
-                    self.processor.count_unparsed("truncated", len(b.lines) - len(lines), now)
+                if b.cut:  # a cut line is counted as unparsed, never half-parsed
+                    cut = set(b.cut)
+                    lines = [x for i, x in enumerate(lines) if i not in cut]
+                    self.processor.count_unparsed("truncated", len(cut), now)
                 self.processor.process(b.key, lines, now, b.fields)
                 n += len(b.lines)
             self._send(self.processor.flush(now - self.cfg.late_secs))

@@ -28,15 +28,21 @@ class Batch:
     """Consecutive records of one file without a Record object per line (the fast path).
 
     lines[i] is the data of one record; the batch spans start..end (ack with `end`).
-    `truncated` counts the lines cut at max_line_bytes."""
+    `cut` holds the indices in `lines` of the lines cut at max_line_bytes (a line of exactly
+    max_line_bytes that was not cut is not among them)."""
 
     key: FileKey
     path: str
     start: int
     end: int
     lines: list[bytes]
-    truncated: int
+    cut: tuple[int, ...]
     fields: Mapping[str, str]
+
+    @property
+    def truncated(self) -> int:
+        """How many lines were cut at max_line_bytes."""
+        return len(self.cut)
 
 
 def to_records(parts: list[tuple[TailedFile, list[Seg]]]) -> list[Record]:
@@ -66,12 +72,13 @@ def to_batches(parts: list[tuple[TailedFile, list[Seg]]]) -> list[Batch]:
             key = segs[i].key
             j = i
             lines: list[bytes] = []
-            truncated = 0
+            cut: list[int] = []
             while j < len(segs) and segs[j].key == key:
+                if segs[j].truncated:  # an irregular segment: exactly one line
+                    cut.append(len(lines))
                 lines.extend(segs[j].lines)
-                truncated += segs[j].truncated
                 j += 1
-            out.append(Batch(key, f.path, segs[i].start, segs[j - 1].end, lines, truncated,
+            out.append(Batch(key, f.path, segs[i].start, segs[j - 1].end, lines, tuple(cut),
                              f.fields))
             i = j
     return out

@@ -41,8 +41,8 @@ class FakeSource:
     def stop(self) -> None:
         self.stopped = True
 
-    def feed(self, *lines: bytes, truncated: int = 0) -> None:
-        self.pending.append(Batch(KEY, "/l/a.log", 0, 0, list(lines), truncated, {"pod": "p"}))
+    def feed(self, *lines: bytes, cut: tuple[int, ...] = ()) -> None:
+        self.pending.append(Batch(KEY, "/l/a.log", 0, 0, list(lines), cut, {"pod": "p"}))
 
 
 class FakeSink:
@@ -96,13 +96,30 @@ def test_intervals_are_sent_after_late_secs_on_the_injected_clock() -> None:
     assert sink.ticks == 3
 
 
+def test_only_the_cut_lines_are_dropped_not_whole_lines_of_exactly_the_limit() -> None:
+    clock = FakeClock(wall=1000.0)
+    src, sink = FakeSource(), FakeSink()
+    p = ProfilePipeline(cfg(), clock=clock, registry=prometheus_client.CollectorRegistry(),
+                        source=src, sinks=[sink])
+    p.start(thread=False)
+    exact = b"e" * 62 + b"|1"  # 64 bytes = max_line_bytes: whole, parses
+    src.feed(exact, b"f" * 62 + b"|9", b"a|1", cut=(1,))  # the second one was cut there
+    p.run_once()
+    p.stop()
+    [iv] = sink.sent
+    assert requests(iv) == {(("iface", "e" * 62), ("pod", "p")): 1,
+                            (("iface", "a"), ("pod", "p")): 1}
+    unparsed = {s.labels: s.value for s in iv.samples if s.name == "unparsed"}
+    assert unparsed == {(("reason", "truncated"),): 1}
+
+
 def test_stop_flushes_open_intervals_partial_lines_and_closes() -> None:
     clock = FakeClock(wall=1000.0)
     src, sink = FakeSource(), FakeSink()
     p = ProfilePipeline(cfg(), clock=clock, registry=prometheus_client.CollectorRegistry(),
                         source=src, sinks=[sink])
     p.start(thread=False)
-    src.feed(b"a|1", b"x" * 64, truncated=1)
+    src.feed(b"a|1", b"x" * 64, cut=(1,))
     p.run_once()
     src.partial = [Record(KEY, "/l/a.log", 0, 3, b"c|9", False, {"pod": "p"})]
     p.stop()

@@ -216,6 +216,16 @@ def test_poll_batches_carries_lines_and_span(env: Env) -> None:
     assert drain(env.source()) == []
 
 
+def test_poll_batches_names_the_cut_lines_not_lines_of_exactly_the_limit(env: Env) -> None:
+    # "zzzz" was cut from 9 bytes; "wwww" and "vvvv" are exactly max_line_bytes and whole.
+    env.write("app.log", b"wwww\n" + b"z" * 9 + b"\nvvvv\nc\n")
+    src = env.source(max_line_bytes=4)
+    (b,) = src.poll_batches(timeout=0)
+    assert b.lines == [b"wwww", b"zzzz", b"vvvv", b"c"]
+    assert (b.cut, b.truncated) == ((1,), 1)
+    src.stop()
+
+
 def test_multiline_joins_stack_traces_with_spans(env: Env) -> None:
     content = (b"ERROR boom\n\tat a.B(B.java:1)\n\tat c.D(D.java:2)\nCaused by: x\n"
                b"INFO next\n")
