@@ -11,8 +11,10 @@ clock read - what a job sees, and the headline number; and `spawn_ms`, the clock
 CPU time and run-queue wait the process accrued since fork (/proc/self/schedstat; exec keeps the
 pid): the fork moment for a scheduler that forks at the second, but not for gorun, which forks its
 jobs ahead of time behind a gate (time blocked at the gate is not subtracted). `calibration_ms`
-measures sequential `/bin/sh -c STAMP` runs forked by Python. Firings in the first --warmup-s
-seconds after the schedulers start are not counted.
+measures sequential `/bin/sh -c STAMP` runs forked by Python. `floor` (bench/_gate_floor.py, first,
+alone) is the same 100 jobs with no scheduler: prestarted behind gorun's gate script by this
+script and released at a whole second - what waking and exec'ing 100 jobs costs on this machine.
+Firings in the first --warmup-s seconds after the schedulers start are not counted.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import _gate_floor, common
 from bench._schedulers import ALL, Running, Scheduler, Unavailable
 
 DESCRIPTION = (
@@ -160,6 +162,12 @@ def run(argv: list[str]) -> dict[str, Any]:
         "first_action": common.summarize([s * 1000 for s in cal_first]),
         "spawn": common.summarize([s * 1000 for s in cal_spawn]),
     }
+    if "gorun" in a.only.split(","):
+        with tempfile.TemporaryDirectory(prefix="bench-gate-floor-") as tmp:
+            floor = _gate_floor.measure(stamp, Path(tmp), a.jobs, a.rounds)
+        result["floor"] = {"first_action_ms": common.summarize([d * 1000 for d in floor]),
+                           "jobs_seen": len(floor), "jobs_expected": a.jobs * a.rounds,
+                           "loadavg_after": common.loadavg()}
     usable: list[Scheduler] = []
     for name in a.only.split(","):
         sched = ALL[name]()
@@ -186,6 +194,10 @@ def run(argv: list[str]) -> dict[str, Any]:
             ratios[f"gorun/{peer} {m}"] = {
                 k: common.ratio(ours.get(k), theirs.get(k)) for k in ("p50", "p99", "max")
             }
+    floor_ms = result.get("floor", {}).get("first_action_ms", {})
+    ours_ms = result.get("gorun", {}).get("first_action_ms", {})
+    ratios["gorun/floor first_action_ms"] = {
+        k: common.ratio(ours_ms.get(k), floor_ms.get(k)) for k in ("p50", "p99", "max")}
     result["ratios"] = ratios
     p99 = result.get("gorun", {}).get("first_action_ms", {}).get("p99")
     result["target"] = {"gorun_first_action_p99_ms_max": 20.0,
@@ -199,6 +211,10 @@ def print_summary(r: dict[str, Any]) -> None:
     cal = r["calibration_ms"]
     print(f"start delay, ms (load {r['loadavg_before']}; calibration: sequential /bin/sh -c STAMP "
           f"from Python: first action p50 {cal['first_action'].get('p50')})")
+    if "floor" in r:
+        f = r["floor"]["first_action_ms"]
+        print(f"  {'floor':12s} first action p50 {f.get('p50')} p99 {f.get('p99')} "
+              f"max {f.get('max')} (no scheduler: gated shells released by hand)")
     for name in ALL:
         if name not in r:
             continue
