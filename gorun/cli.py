@@ -16,7 +16,6 @@ import argparse
 import datetime
 import logging
 import os
-import resource
 import sys
 import zoneinfo
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from gorun.errors import GorunError
 from gorun.expr import format_time, parse_expr
 from gorun.logfmt import KeyValueFormatter, exempt_job_records
 from gorun.reaper import become_subreaper
+from opsagent.process_limits import raise_nofile_limit
 from opsagent.telemetry import jsonlog
 
 SUBCOMMANDS = ("run", "test", "next")
@@ -170,18 +170,6 @@ def _listen(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _raise_nofile() -> None:
-    """Each running job holds two pipes (three while prestarted): lift the soft open-files
-    limit (often 1024) to the hard one, so hundreds of simultaneous jobs do not hit EMFILE."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass  # keep the soft limit; runs that cannot get pipes fail to start, logged
-
-
 def _run(args: argparse.Namespace) -> int:
     _setup_logging(args)
     log = logging.getLogger("gorun")
@@ -193,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as e:
             log.error("cannot serve metrics", extra={"component": "gorun", "error": str(e)})
             return 2
-    _raise_nofile()
+    raise_nofile_limit()  # each running job holds two or three pipes
     if args.subreaper and not become_subreaper():
         log.warning("could not become a child subreaper", extra={"component": "gorun"})
     app = GorunApp(GorunOptions(

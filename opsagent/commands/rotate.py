@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import signal
 import sys
 import threading
@@ -16,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from opsagent.clock import SystemClock
 from opsagent.config import schema
+from opsagent.process_limits import raise_nofile_limit
 from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.metrics import rotation_metrics
 from opsagent.rotation.policy import Plan
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     metrics = rotation_metrics(registry)
     clock = SystemClock()
-    _raise_fd_limit()
+    raise_nofile_limit()  # one descriptor per watched directory during a pass
     try:
         services = [RotationService(rc, state_dir=cfg.state_dir, clock=clock, metrics=metrics)
                     for rc in cfg.rotate]
@@ -95,14 +95,6 @@ def format_plan(cfg: RotateConfig, plan: Plan) -> list[str]:
     if not plan.actions:
         lines.append("nothing to do")
     return lines
-
-
-def _raise_fd_limit() -> None:
-    # One descriptor per watched directory is held during a pass: a node with many pods
-    # needs more than the usual 1024. Failing to open one is logged, never silent.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _continuous(services: list[RotationService]) -> int:
