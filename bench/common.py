@@ -283,13 +283,22 @@ class ProcessSampler:
 
     def peak_rss(self) -> int:
         """Highest resident size the kernel saw (VmHWM), falling back to the sampled maximum."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        kib = vm_hwm_kib(self.pid)
+        if kib is not None:
+            return kib * 1024
         return max((s.rss for s in self.samples), default=0)
+
+
+def vm_hwm_kib(pid: int | str) -> int | None:
+    """Peak RSS (VmHWM) of a live process in KiB, from /proc; None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def mib(n: float) -> float:

@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import loadavg, ratio
+from bench.common import loadavg, ratio, vm_hwm_kib
 
 DESCRIPTION = ("Kafka forwarding file -> acked (200-byte lines, acks=all, zstd): opsagent forward "
                "vs raw kafka-python producer (ceiling) vs rsyslog imfile+omkafka")
@@ -150,13 +150,8 @@ class Topics:
 
 
 def peak_rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+    kib = vm_hwm_kib(pid)
+    return None if kib is None else round(kib / 1024, 1)
 
 
 def measure_process(argv: list[str], topics: Topics, topic: str, n: int, nbytes: int,
