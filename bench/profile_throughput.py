@@ -173,7 +173,9 @@ def ensure_log(lines: int, n_series: int, error_rate: float,
 
 
 def vm_hwm_kib(pid: int | str) -> int | None:
-    """Peak RSS (VmHWM) of a live process, from /proc; None once it has exited."""
+    """Peak RSS (VmHWM) of a live process, from /proc; None once it has exited. A copy of
+    bench.common.vm_hwm_kib on purpose: the measured child runs this module and must not pay
+    for bench.common's imports (psutil) in the RSS it reports."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
