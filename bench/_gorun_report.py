@@ -67,12 +67,6 @@ def idle_table(doc: dict[str, Any]) -> str:
             continue
         out.append(f"| {label} | {m['cpu_pct']} % | {round(m['idle_cpu_s'] * 1000, 1)} ms | "
                    f"{m['rss_peak_mib']} MiB | {m['rss_end_mib']} MiB | {m['startup_cpu_s']} s |")
-    floor = r.get("floor")
-    if floor is not None:
-        f = floor["first_action_ms"]
-        out.append(f"| floor: no scheduler, gated `/bin/sh` released by hand | at whole seconds | "
-                   f"{floor['jobs_seen']}/{floor['jobs_expected']} | {f.get('p50')} | "
-                   f"{f.get('p99')} | {f.get('max')} | {f.get('min')} | | |")
     out.append("")
     for k, v in r["ratios"].items():
         out.append(f"- {k}: CPU {v['cpu_pct']}, RSS peak {v['rss_peak_mib']}, "
