@@ -134,6 +134,15 @@ def wait_delivered(broker: Any, topic: str, expected: Mapping[str, int], timeout
         time.sleep(0.5)
 
 
+def saved_offsets(state_file: Path) -> list[int]:
+    """The read offsets in a pipeline's checkpoint file, sorted ([] while there is none)."""
+    from opsagent.state.checkpoints import decode
+    try:
+        return sorted(cp.offset for cp in decode(state_file.read_bytes()).values())
+    except (OSError, ValueError):
+        return []
+
+
 def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
@@ -197,7 +206,8 @@ class BackgroundWriter:
 
     def stop(self) -> dict[str, int]:
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the line writer did not stop"
         return self.expected()
 
     def expected(self) -> dict[str, int]:

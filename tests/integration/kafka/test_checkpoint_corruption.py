@@ -14,7 +14,9 @@ from tests.fixtures.kafka import KafkaBroker
 from tests.integration.kafka.forward_harness import (
     Agent,
     LineWriter,
+    saved_offsets,
     wait_delivered,
+    wait_for,
     write_config,
 )
 
@@ -63,13 +65,20 @@ def test_damaged_checkpoint_is_reported_and_nothing_is_lost(
                        bootstrap=kafka_broker.bootstrap, topic=topic, include=[f"{logs}/*.log"])
     writers = [LineWriter(logs / f"c{i}.log", f"c{i}") for i in range(2)]
     agent = Agent(cfg, tmp_path / "agent.log")
+
+    def saved_at_end() -> bool:
+        return saved_offsets(state / "crit.json") == sorted(w.path.stat().st_size
+                                                             for w in writers)
     agent.start()
     try:
         for _ in range(2):  # two saves at least: a current and a previous generation
             for w in writers:
                 w.write(300)
             expected = {w.fid: w.seq for w in writers}
-            assert wait_delivered(kafka_broker, topic, expected, 30, agent).lost == 0
+            assert wait_delivered(kafka_broker, topic, expected, 90, agent).lost == 0
+            # Delivered is not yet saved: wait for the checkpoint of this round, so that the
+            # two rounds are two saves (a save happens only when the offsets changed).
+            wait_for(saved_at_end, 60, "the checkpoint at the files' end")
         assert agent.terminate() == 0, agent.log_tail()
         assert (state / "crit.json").exists() and (state / "crit.json.1").exists()
 
@@ -80,7 +89,7 @@ def test_damaged_checkpoint_is_reported_and_nothing_is_lost(
             w.write(200)
         expected = {w.fid: w.seq for w in writers}
         agent.start()
-        verdict = wait_delivered(kafka_broker, topic, expected, 30, agent)
+        verdict = wait_delivered(kafka_broker, topic, expected, 90, agent)
         assert agent.terminate() == 0, agent.log_tail()
     finally:
         agent.stop_quietly()

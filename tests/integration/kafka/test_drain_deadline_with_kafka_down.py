@@ -50,7 +50,7 @@ def test_drain_deadline_with_kafka_unreachable_then_delivery_later(
         # log); before that a drain has nothing in flight and ends clean, which is no test.
         wait_for(lambda: any(r.get("msg") == "kafka unreachable; retrying"
                              and r.get("held_records", 0) >= 100
-                             for r in agent.log_records()), 30,
+                             for r in agent.log_records()), 60,
                  "the sink holding the lines while Kafka is unreachable")
         t0 = time.monotonic()
         assert agent.terminate(timeout=DRAIN_SECS + 20) == 0, agent.log_tail()
@@ -63,7 +63,7 @@ def test_drain_deadline_with_kafka_unreachable_then_delivery_later(
                           include=[f"{logs}/*.log"])
         agent.config = up
         agent.start()
-        verdict = wait_delivered(kafka_broker, topic, {"dd": 100}, 30, agent)
+        verdict = wait_delivered(kafka_broker, topic, {"dd": 100}, 90, agent)
         assert agent.terminate() == 0, agent.log_tail()
     finally:
         agent.stop_quietly()

@@ -55,14 +55,14 @@ def test_multiline_event_split_by_rotation(kafka_broker: KafkaBroker, tmp_path: 
         append(app, b"".join(split[:2]))  # head + first frame
         assert agent.proc is not None
         pid, ino = agent.proc.pid, app.stat().st_ino
-        wait_for(lambda: has_open(pid, ino), 10, "agent opened app.log")
-        wait_for(lambda: len(values(kafka_broker, topic)) >= 10, 30, "the first ten events")
+        wait_for(lambda: has_open(pid, ino), 60, "agent opened app.log")
+        wait_for(lambda: len(values(kafka_broker, topic)) >= 10, 60, "the first ten events")
         app.rename(logs / "app.log.1")
         append(app, b"".join(split[2:]))  # the rest of the trace lands in the new file
         for ev in new:
             append(app, ev)
         written = [ln for ev in old + new for ln in ev.splitlines()]
-        verdict = wait_delivered(kafka_broker, topic, {"old": 11, "new": 9}, 30, agent)
+        verdict = wait_delivered(kafka_broker, topic, {"old": 11, "new": 9}, 90, agent)
         assert agent.terminate() == 0, agent.log_tail()
     finally:
         agent.stop_quietly()

@@ -48,7 +48,7 @@ def test_outage_longer_than_delivery_timeout(
     try:
         for w in writers:
             w.write(100)
-        wait_for(lambda: len(values(broker, topic)) >= 200, 30, "delivery before the outage")
+        wait_for(lambda: len(values(broker, topic)) >= 200, 60, "delivery before the outage")
         assert agent.proc is not None
         proc = psutil.Process(agent.proc.pid)
         rss_before = proc.memory_info().rss

@@ -32,7 +32,7 @@ def test_partial_line_is_sent_at_shutdown_and_the_rest_after_restart(
     agent = Agent(cfg, tmp_path / "agent.log")
     agent.start()
     try:
-        wait_for(lambda: len(values(kafka_broker, topic)) >= 10, 30, "the 10 full lines")
+        wait_for(lambda: len(values(kafka_broker, topic)) >= 10, 60, "the 10 full lines")
         assert len(values(kafka_broker, topic)) == 10, "the partial line went out before stop"
         assert agent.terminate() == 0, agent.log_tail()
         got = values(kafka_broker, topic)
@@ -42,7 +42,7 @@ def test_partial_line_is_sent_at_shutdown_and_the_rest_after_restart(
         with open(app, "ab") as f:
             f.write(b"-rest\n" + b"".join(oracle.line("p", i) for i in range(11, 15)))
         agent.start()
-        wait_for(lambda: len(values(kafka_broker, topic)) >= 16, 30, "the rest after restart")
+        wait_for(lambda: len(values(kafka_broker, topic)) >= 16, 60, "the rest after restart")
         assert agent.terminate() == 0, agent.log_tail()
     finally:
         agent.stop_quietly()

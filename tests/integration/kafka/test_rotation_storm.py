@@ -47,7 +47,7 @@ class RotatingStream:
         cur = self.logs / f"{self.name}.log"
         # Like logrotate: the agent has seen the file under its name before it is rotated.
         ino = cur.stat().st_ino
-        wait_for(lambda: has_open(agent_pid, ino), 10, f"agent opened {cur}")
+        wait_for(lambda: has_open(agent_pid, ino), 60, f"agent opened {cur}")
         old2, old1 = self.logs / f"{self.name}.log.2", self.logs / f"{self.name}.log.1"
         if old2.exists():
             old2.unlink()  # deleted right away: possibly not fully read yet
@@ -110,7 +110,7 @@ def test_rotation_storm_then_inode_reuse_across_restart(
                 tmp = LineWriter(logs / f"tmp-{n}.log", f"tmp-{n}")
                 tmp.write(100)
                 ino = os.fstat(tmp.fd).st_ino
-                wait_for(lambda ino=ino: has_open(pid, ino), 10, "agent opened the tmp file")
+                wait_for(lambda ino=ino: has_open(pid, ino), 60, "agent opened the tmp file")
                 tmp.write(100)
                 tmp.close()
                 (logs / f"tmp-{n}.log").unlink()
@@ -122,7 +122,7 @@ def test_rotation_storm_then_inode_reuse_across_restart(
             # then rightly treats as the same bytes (it resumes after them).
             s.w.write(50)
             expected.update(s.expected())
-        verdict = wait_delivered(kafka_broker, topic, expected, timeout=60, agent=agent)
+        verdict = wait_delivered(kafka_broker, topic, expected, timeout=120, agent=agent)
         assert verdict.lost == 0, verdict.summary()
         assert agent.terminate() == 0, agent.log_tail()
 
@@ -143,7 +143,7 @@ def test_rotation_storm_then_inode_reuse_across_restart(
             reused += path.stat().st_ino == old_ino
             expected[w.fid] = w.seq
         agent.start()
-        verdict = wait_delivered(kafka_broker, topic, expected, timeout=60, agent=agent)
+        verdict = wait_delivered(kafka_broker, topic, expected, timeout=120, agent=agent)
         assert agent.terminate() == 0, agent.log_tail()
     finally:
         agent.stop_quietly()

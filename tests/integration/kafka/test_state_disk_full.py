@@ -73,7 +73,7 @@ def test_state_disk_full_delivery_goes_on_and_restart_loses_nothing(
     try:
         for w in writers:
             w.write(300)
-        assert wait_delivered(kafka_broker, topic, {w.fid: w.seq for w in writers}, 30,
+        assert wait_delivered(kafka_broker, topic, {w.fid: w.seq for w in writers}, 90,
                               agent).lost == 0
 
         def saved_offsets() -> list[int]:
@@ -83,15 +83,15 @@ def test_state_disk_full_delivery_goes_on_and_restart_loses_nothing(
                 return []
 
         size = (logs / "d0.log").stat().st_size
-        wait_for(lambda: saved_offsets() == [size, size], 10, "checkpoint at the files' end")
+        wait_for(lambda: saved_offsets() == [size, size], 60, "checkpoint at the files' end")
         filler = fill(tiny_state_dir)
         for w in writers:
             w.write(1000)
-        verdict = wait_delivered(kafka_broker, topic, {w.fid: w.seq for w in writers}, 30, agent)
+        verdict = wait_delivered(kafka_broker, topic, {w.fid: w.seq for w in writers}, 90, agent)
         assert verdict.lost == 0, "delivery must go on while the state disk is full"
         wait_for(lambda: "cannot save checkpoints" in [r.get("msg", "")
                                                        for r in agent.log_records()],
-                 10, "a failed checkpoint save reported")
+                 60, "a failed checkpoint save reported")
         assert saved_offsets() == [size, size]  # the last good state is intact
         agent.kill()
 
@@ -100,7 +100,7 @@ def test_state_disk_full_delivery_goes_on_and_restart_loses_nothing(
             w.write(200)
         expected = {w.fid: w.seq for w in writers}
         agent.start()
-        verdict = wait_delivered(kafka_broker, topic, expected, 30, agent)
+        verdict = wait_delivered(kafka_broker, topic, expected, 90, agent)
         assert agent.terminate() == 0, agent.log_tail()
         assert saved_offsets() == [(logs / "d0.log").stat().st_size] * 2
     finally:

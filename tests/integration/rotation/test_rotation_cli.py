@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,37 @@ directories = ["{tmp_path / 'tree'}/*/logs"]
 {policy}
 """)
     return cfg
+
+
+def _wait(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.05)
+
+
+def _wait_running(proc: subprocess.Popen[bytes], log: Path) -> None:
+    def running() -> bool:
+        assert proc.poll() is None, f"exited with {proc.returncode}: {log.read_text()}"
+        return "rotation running" in log.read_text(errors="replace")
+    _wait(running, "'rotation running' in the log")
+
+
+def _inotify_watches(pid: int, ino: int) -> bool:
+    """Whether process `pid` has an inotify watch on inode `ino` (/proc/PID/fdinfo)."""
+    want = f" ino:{ino:x} "
+    try:
+        names = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        return False
+    for name in names:
+        try:
+            with open(f"/proc/{pid}/fdinfo/{name}") as f:
+                if any(ln.startswith("inotify ") and want in ln for ln in f):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -107,15 +139,15 @@ def test_bad_config_names_key_path(tmp_path: Path) -> None:
 def test_second_agent_refused_while_lock_held(tmp_path: Path) -> None:
     _tree(tmp_path)
     cfg = _config(tmp_path, "rotate_size_bytes = 100")
-    first = subprocess.Popen([*OPSAGENT, "rotate", "--config", str(cfg)],
-                             stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "first.log"
+    with log.open("wb") as err:
+        first = subprocess.Popen([*OPSAGENT, "rotate", "--config", str(cfg)], stderr=err)
     try:
+        # "rotation running" is logged with the lock held and the SIGTERM handler installed
+        # (the pid in the lock file alone comes before the handler: a SIGTERM then kills it).
+        _wait_running(first, log)
         lock = tmp_path / "state" / "rotate.lock"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if lock.exists() and lock.read_text().strip() == str(first.pid):
-                break
-            time.sleep(0.05)
+        assert lock.read_text().strip() == str(first.pid)
         second = subprocess.run([*OPSAGENT, "rotate", "--config", str(cfg), "--once"],
                                 capture_output=True, text=True)
         assert second.returncode == 1
@@ -134,17 +166,21 @@ quota_soft_bytes = 1000000
 quota_hard_bytes = 2000000
 hard_action = "none"
 min_interval_secs = 0.05""")
-    agent = subprocess.Popen([*OPSAGENT, "rotate", "--config", str(cfg)],
-                             stderr=subprocess.DEVNULL)
+    log = tmp_path / "agent.log"
+    with log.open("wb") as err:
+        agent = subprocess.Popen([*OPSAGENT, "rotate", "--config", str(cfg)], stderr=err)
     try:
-        time.sleep(0.5)  # let the watcher start
+        _wait_running(agent, log)
+        # The first full pass discovers the directory, then the watcher watches it: only
+        # from then on does a write make a pass at once (else the next is the 60 s rescan).
+        _wait(lambda: _inotify_watches(agent.pid, d.stat().st_ino), "the watch on the log dir")
         line = b"x" * 99 + b"\n"
         with open(d / "app.log", "ab") as f:
             for _ in range(60):
                 f.write(line * 1000)          # 100 kB per step: 6 MB in all, 6x the soft limit
                 f.flush()
                 time.sleep(0.02)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             used = sum(os.stat(d / n).st_blocks * 512 for n in os.listdir(d))
             if used <= 1_000_000:

@@ -27,7 +27,7 @@ ERRORS = "opsagent_rotate_errors_total"
 
 
 def _wait_for(cond: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)

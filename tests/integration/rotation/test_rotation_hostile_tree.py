@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,13 @@ def test_files_swapped_for_links_during_passes(tmp_path: Path, tree: Path, metho
                                str(victim), str(archive)])
     statuses: set[str] = set()
     try:
+        # The passes race the writer only once it runs (its interpreter may take a while to
+        # start on a busy machine): wait for its first file.
+        deadline = time.monotonic() + 60
+        while not os.listdir(tree):
+            assert writer.poll() is None, f"the writer exited with {writer.returncode}"
+            assert time.monotonic() < deadline, "the writer made no file in 60 s"
+            time.sleep(0.01)
         for i in range(3000):
             statuses |= {o.status for o in svc.run_pass().outcomes}
             if i >= 500 and "done" in statuses and statuses & {"refused", "skipped", "failed"}:

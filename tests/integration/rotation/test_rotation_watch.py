@@ -33,10 +33,12 @@ def watched(tmp_path: Path) -> Iterator[tuple[DirWatcher, queue.Queue[str], Path
         w.close()
 
 
-def _drain(q: queue.Queue[str], timeout: float = 0.3) -> set[str]:
+def _drain(q: queue.Queue[str], timeout: float = 1.0) -> set[str]:
+    """The first event (waited for, bounded), then whatever follows until `timeout` of quiet:
+    one write's events may come in more than one read of the pump thread."""
     got: set[str] = set()
     try:
-        got.add(q.get(timeout=5))     # the first event: wait for the kernel, bounded
+        got.add(q.get(timeout=30))    # the first event: wait for the kernel and the pump
         while True:
             got.add(q.get(timeout=timeout))
     except queue.Empty:

@@ -37,7 +37,7 @@ class Recorder(logging.Handler):
             self.cond.notify_all()
 
     def wait_for(self, pred: Callable[[list[dict[str, Any]]], bool],
-                 timeout: float = 20.0) -> list[dict[str, Any]]:
+                 timeout: float = 60.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         with self.cond:
             while not pred(self.records):
@@ -83,6 +83,20 @@ class Rig:
 
     def _on_finished(self) -> None:
         self.finished_count += 1
+
+    def finished(self, job_id: str, run: int = 1, timeout: float = 60.0) -> dict[str, Any]:
+        """The end record of run `run` of `job_id`, once the runner is done with that run.
+
+        The end record is queued to the writer thread before the runner updates its metrics
+        and forgets the run, then calls on_finished: wait for every end record seen so far to
+        have reached on_finished, so metrics and `running()` are settled."""
+        end = self.recorder.finished(job_id, run)
+        ends = sum(r["msg"] in ("job succeeded", "job failed") for r in list(self.recorder.records))
+        deadline = time.monotonic() + timeout
+        while self.finished_count < ends:
+            assert time.monotonic() < deadline, f"{ends - self.finished_count} runs not settled"
+            time.sleep(0.01)
+        return end
 
     def metric(self, name: str, job: str) -> float:
         value = self.registry.get_sample_value(name, {"job": job})

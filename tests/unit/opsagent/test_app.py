@@ -301,7 +301,7 @@ def test_rejected_content_is_not_retried_on_every_change_event(
     assert agent.cfg.rotate[0].keep == 2
 
 
-def wait_for(cond: Any, what: str, timeout: float = 20.0) -> None:
+def wait_for(cond: Any, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:

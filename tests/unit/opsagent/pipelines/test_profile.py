@@ -144,7 +144,7 @@ def test_threaded_start_stop() -> None:
 def test_profile_run_tails_sends_and_flushes_on_sigterm(tmp_path: Path) -> None:
     recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     recv.bind(("127.0.0.1", 0))
-    recv.settimeout(10)
+    recv.settimeout(30)
     log = tmp_path / "access.log"
     log.write_bytes(b"a|5\na|7\n")
     conf = tmp_path / "c.toml"
@@ -177,7 +177,7 @@ port = {recv.getsockname()[1]}
     try:
         assert proc.stderr is not None
         # Wait until the pipeline runs (it logs once started), then ask it to stop.
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a fresh interpreter, maybe on a busy machine
         while time.monotonic() < deadline:
             line = proc.stderr.readline()
             if b"profile pipelines running" in line or not line:
@@ -186,7 +186,7 @@ port = {recv.getsockname()[1]}
             time.sleep(0.02)
         assert read_to_end(), "the pipeline did not read the log"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
+        assert proc.wait(60) == 0
         data = recv.recv(65535).decode()
     finally:
         if proc.poll() is None:
@@ -213,7 +213,7 @@ def test_a_failing_iteration_does_not_kill_the_pipeline_thread() -> None:
                         source=src, sinks=[sink], poll_timeout_secs=0.01,
                         error_backoff_secs=0.0)
     p.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while Flaky.calls < 3 and time.monotonic() < deadline:
         time.sleep(0.001)
     p.stop()

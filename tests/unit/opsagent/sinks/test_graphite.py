@@ -77,13 +77,13 @@ def tcp_server() -> Iterator[socket.socket]:
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
     srv.listen(4)
-    srv.settimeout(5)
+    srv.settimeout(30)
     yield srv
     srv.close()
 
 
 def read_lines(conn: socket.socket, n: int) -> list[str]:
-    conn.settimeout(5)
+    conn.settimeout(30)
     buf = b""
     while buf.count(b"\n") < n:
         chunk = conn.recv(65536)
@@ -93,7 +93,7 @@ def read_lines(conn: socket.socket, n: int) -> list[str]:
     return buf.decode().splitlines()
 
 
-def pump(s: GraphiteSink, until: float = 5.0) -> None:
+def pump(s: GraphiteSink, until: float = 30.0) -> None:
     """Call tick() until the buffer drains (real sockets need a moment to connect)."""
     deadline = time.monotonic() + until
     while s.pending_bytes() and time.monotonic() < deadline:
@@ -129,7 +129,7 @@ def test_tcp_sends_and_reconnects_after_the_server_drops(tcp_server: socket.sock
         tcp_server.accept()
     clock.advance(1.5)
     s.tick()
-    tcp_server.settimeout(5)
+    tcp_server.settimeout(30)
     conn2, _ = tcp_server.accept()
     pump(s)
     assert s.pending_bytes() == 0

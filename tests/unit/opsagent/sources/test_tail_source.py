@@ -263,10 +263,11 @@ def test_poll_before_start_is_an_error(env: Env) -> None:
 
 
 def test_watchdog_event_wakes_poll(env: Env) -> None:
-    src = env.source(use_watchdog=True)
+    # No periodic rescan within the test: only the watchdog event can find the new file.
+    src = env.source(use_watchdog=True, rescan_interval_secs=3600.0)
     env.write("app.log", b"hello\n")
     got = []
-    for _ in range(50):  # bounded: each poll waits at most 0.1 s for an inotify event
+    for _ in range(300):  # bounded: each poll waits at most 0.1 s for an inotify event
         env.clock.advance(0.25)  # event rescans are rate limited by the (fake) clock
         got = src.poll(timeout=0.1)
         if got:
