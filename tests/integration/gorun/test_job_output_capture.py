@@ -23,6 +23,7 @@ def test_output_lines_exit_status_and_run_numbers(tmp_path: Path,
     g = gorun("-json", str(tab))
     job, boot = f"{tab}:2", f"{tab}:3"
     fails = g.wait_msg("job failed", n=2, job=job)
+    g.wait_msg("job succeeded", job=boot)  # its own process: not ordered with the other job
     assert [f["run"] for f in fails[:2]] == [1, 2]
     assert all(f["exit_code"] == 3 and "duration_secs" in f for f in fails)
     recs = g.records()
