@@ -59,7 +59,10 @@ def _loop(svc: RotationService, stop: threading.Event, events: queue.Queue[str],
         if now >= next_full:
             _safe_pass(svc, None)
             if watcher is not None:
-                watcher.sync(*svc.discovered)
+                # Newly watched directories get one more (event-style) pass: what was written
+                # there between the pass and the watch made no event.
+                for d in watcher.sync(*svc.discovered):
+                    events.put(d)
             last_pass = next_full = clock.monotonic()
             next_full += cfg.rescan_interval_secs
             continue

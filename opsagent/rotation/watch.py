@@ -57,21 +57,25 @@ class DirWatcher:
         self._by_path: dict[str, int] = {}
         self._exhausted_logged = False
 
-    def sync(self, leaves: Collection[str], uppers: Collection[str]) -> None:
+    def sync(self, leaves: Collection[str], uppers: Collection[str]) -> list[str]:
         """Watch exactly `leaves` (matched directories) and `uppers` (their ancestors below the
-        trusted prefix, and the prefix itself)."""
+        trusted prefix, and the prefix itself). Returns the leaves watched from now on that were
+        not before: a write there between the pass that found them and this call made no
+        event, so the caller passes over them once more."""
         want = {p: False for p in uppers}
         want.update({p: True for p in leaves})
+        added: list[str] = []
         with self._lock:
             for path, wd in list(self._by_path.items()):
                 if want.get(path) != self._by_wd.get(wd, ("", None))[1]:
                     self._libc.inotify_rm_watch(self.fd, wd)
                     self._forget(wd)
             for path, leaf in want.items():
-                if path not in self._by_path:
-                    self._add(path, leaf)
+                if path not in self._by_path and self._add(path, leaf) and leaf:
+                    added.append(path)
+        return added
 
-    def _add(self, path: str, leaf: bool) -> None:
+    def _add(self, path: str, leaf: bool) -> bool:
         mask = (LEAF_MASK if leaf else UPPER_MASK) | _ONLYDIR | _DONT_FOLLOW
         wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
         if wd < 0:
@@ -80,12 +84,13 @@ class DirWatcher:
                 self._exhausted_logged = True
                 log.error("inotify watches exhausted (fs.inotify.max_user_watches): relying on "
                           "the periodic rescan", extra={"component": "rotation", "file": path})
-            return   # vanished, or not a directory any more: the next full pass sees it
+            return False  # vanished, or not a directory any more: the next full pass sees it
         old = self._by_wd.get(wd)
         if old is not None:          # the same directory under another name
             self._by_path.pop(old[0], None)
         self._by_wd[wd] = (path, leaf)
         self._by_path[path] = wd
+        return True
 
     def _forget(self, wd: int) -> None:
         path, _ = self._by_wd.pop(wd, ("", False))

@@ -86,7 +86,7 @@ def test_a_pass_that_raises_is_counted_and_the_loop_goes_on(
     svc.executor = _Flaky(lambda act: True, times=1)
     q = running(svc)
     _wait_for(lambda: sample(reg, ERRORS, action="group") == 1, "the error")
-    assert (a / "app.log").exists()
+    # The next pass (the one over newly watched directories, or this event's) rotates it.
     q.put(str(a))
     _wait_for(lambda: (a / f"app.log.{stamp_of(NOW)}").exists(), "the second pass")
     _wait_for(lambda: sample(reg, "opsagent_rotate_passes_total") >= 2, "the pass count")
@@ -183,3 +183,28 @@ def test_a_new_pod_directory_is_discovered_and_watched(
         return archive.exists()
 
     _wait_for(write_and_check, "the rotation")
+
+
+def test_a_write_between_the_first_pass_and_the_watch_is_not_left_to_the_rescan(
+        tmp_path: Path, dirs: tuple[Path, Path],
+        running: Callable[[RotationService], queue.Queue[str]]) -> None:
+    # The first full pass finds the directories; their inotify watches are added after it. A
+    # log written in between makes no event: the loop passes over newly watched directories
+    # once more instead of leaving that log to the next rescan (an hour away here).
+    a, _ = dirs
+    reg = CollectorRegistry()
+    svc = make_service(tmp_path / "tree", tmp_path / "state", registry=reg, rotate_size_bytes=1,
+                       compress=False, rescan_interval_secs=3600, min_interval_secs=0)
+    real_pass = svc.run_pass
+    passes: list[set[str] | None] = []
+
+    def run_pass(only: set[str] | None = None) -> None:
+        real_pass(only=only)
+        if not passes:
+            (a / "app.log").write_bytes(b"x\n")  # after the pass, before the watch
+        passes.append(only)
+
+    svc.run_pass = run_pass  # type: ignore[method-assign]
+    running(svc)
+    _wait_for(lambda: (a / f"app.log.{stamp_of(NOW)}").exists(), "the log rotated")
+    assert passes[0] is None and passes[1] is not None and str(a) in passes[1]
