@@ -4,7 +4,8 @@ Every operation is relative to a directory file descriptor that was opened compo
 component with O_NOFOLLOW, so a symlink or a swapped directory can never lead outside the tree.
 Files are looked at with O_PATH|O_NOFOLLOW (no driver open, no FIFO connection), checked with
 fstat - a regular file, one link (a hard link could point at /etc/shadow on the same filesystem),
-on the directory's device - and only then reopened through /proc/self/fd. New files are
+on the directory's device, and the name we opened it through not unlinked meanwhile (else that one
+link may be the outside one) - and only then reopened through /proc/self/fd. New files are
 created with O_EXCL, renames never replace a target (renameat2 RENAME_NOREPLACE, or link + unlink
 where the filesystem lacks it).
 """
@@ -140,6 +141,7 @@ def open_regular(dir_fd: int, name: str, flags: int, dir_dev: int) -> tuple[int,
         if stat.S_ISLNK(st.st_mode):
             raise UnsafeFile(name, "is a symlink")
         check_regular(name, st, dir_dev)
+        check_still_linked(dir_fd, pfd, name)
         fd = _reopen(pfd, name, flags)
     finally:
         os.close(pfd)
@@ -152,6 +154,28 @@ def open_regular(dir_fd: int, name: str, flags: int, dir_dev: int) -> tuple[int,
         os.close(fd)
         raise
     return fd, cur
+
+
+def check_still_linked(dir_fd: int, pfd: int, name: str) -> None:
+    """Refuse when the name `pfd` was opened through has been unlinked since (called after
+    fstat counted one link).
+
+    One link is not enough on its own: `name` may have been a hard link to a file outside the
+    tree (two links) and been removed right after our open, leaving the outside link as the
+    only one when fstat counts. The kernel marks the directory entry an fd was opened through
+    once it is unlinked (replaced by a rename too), for good, and /proc shows it as
+    "PATH (deleted)". So if our entry is still linked now, it was linked all along since the
+    open - when fstat counted one link, that link was ours, and the attacker, who cannot write
+    outside the tree, cannot have linked the file anywhere else."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{pfd}")
+        here = os.readlink(f"/proc/self/fd/{dir_fd}")
+    except OSError:
+        raise UnsafeFile(name, "cannot verify its link: /proc is not mounted") from None
+    # Exactly DIR/NAME: still linked (a live name that itself ends in " (deleted)" passes).
+    # Anything else ending in " (deleted)": unlinked. Renamed meanwhile: refused too (safe).
+    if target != os.path.join(here, name):
+        raise UnsafeFile(name, "was unlinked, replaced or renamed while being opened")
 
 
 def _reopen(pfd: int, name: str, flags: int) -> int:
