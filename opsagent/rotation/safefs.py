@@ -20,6 +20,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 
+from opsagent.linkcheck import still_linked
 from opsagent.rotation.policy import is_sparse
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -157,24 +158,14 @@ def open_regular(dir_fd: int, name: str, flags: int, dir_dev: int) -> tuple[int,
 
 
 def check_still_linked(dir_fd: int, pfd: int, name: str) -> None:
-    """Refuse when the name `pfd` was opened through has been unlinked since (called after
-    fstat counted one link).
-
-    One link is not enough on its own: `name` may have been a hard link to a file outside the
-    tree (two links) and been removed right after our open, leaving the outside link as the
-    only one when fstat counts. The kernel marks the directory entry an fd was opened through
-    once it is unlinked (replaced by a rename too), for good, and /proc shows it as
-    "PATH (deleted)". So if our entry is still linked now, it was linked all along since the
-    open - when fstat counted one link, that link was ours, and the attacker, who cannot write
-    outside the tree, cannot have linked the file anywhere else."""
+    """Refuse when the entry `pfd` was opened through has been unlinked, replaced or renamed
+    since (called after fstat counted one link: that link may otherwise be an outside one;
+    opsagent/linkcheck.py says why this check is enough)."""
     try:
-        target = os.readlink(f"/proc/self/fd/{pfd}")
-        here = os.readlink(f"/proc/self/fd/{dir_fd}")
+        ok = still_linked(dir_fd, pfd, name)
     except OSError:
         raise UnsafeFile(name, "cannot verify its link: /proc is not mounted") from None
-    # Exactly DIR/NAME: still linked (a live name that itself ends in " (deleted)" passes).
-    # Anything else ending in " (deleted)": unlinked. Renamed meanwhile: refused too (safe).
-    if target != os.path.join(here, name):
+    if not ok:
         raise UnsafeFile(name, "was unlinked, replaced or renamed while being opened")
 
 

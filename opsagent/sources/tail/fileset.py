@@ -11,6 +11,7 @@ from opsagent.clock import Clock
 from opsagent.sources.tail.config import TailConfig
 from opsagent.sources.tail.discovery import (
     Candidate,
+    HardLinked,
     Matcher,
     NotRegularFile,
     find_by_inode,
@@ -164,6 +165,9 @@ class FileSet:
             fd, st = open_beneath(c.root, c.path)
         except NotRegularFile:
             self._skip(c, "not_regular")
+            return None
+        except HardLinked:
+            self._skip(c, "hard_link")
             return None
         except OSError as e:
             if e.errno == errno.ENOENT:

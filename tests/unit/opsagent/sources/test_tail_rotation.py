@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pytest
 
@@ -425,3 +426,47 @@ def test_pending_follows_a_rotated_file_renamed_again(env: Env) -> None:
     assert src.pending_bytes() == {str(env.logs / "app.log.2"): 4}
     st = os.stat(env.logs / "app.log.2")
     assert src.pending_by_file() == {(st.st_dev, st.st_ino): 4}
+
+
+def test_hard_link_to_a_file_outside_and_a_device_node_are_not_tailed(env: Env) -> None:
+    # A hard link to a file outside the tree (same filesystem) would ship its content to Kafka;
+    # a device node named like a log is looked at through O_PATH, never opened (no driver code).
+    secret = env.logs.parent / "shadow"
+    secret.write_bytes(b"root:secret-hash\n")
+    os.link(secret, env.logs / "stolen.log")
+    os.mknod(env.logs / "dev.log", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # like /dev/null
+    env.write("ok.log", b"fine\n")
+    src = env.source()
+    assert lines(drain(src)) == [b"fine"]
+    assert env.metric("opsagent_tail_errors_total", reason="hard_link") == 1
+    assert env.metric("opsagent_tail_errors_total", reason="not_regular") == 1
+
+
+def test_hard_link_unlinked_right_after_the_open_is_not_tailed(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The race the link count alone loses: the in-tree link to an outside file is removed
+    # between our O_PATH open and fstat, so fstat counts one link - the outside one. Injected
+    # at that exact moment (deterministic) instead of raced.
+    from opsagent.sources.tail import discovery
+
+    secret = env.logs.parent / "shadow"
+    secret.write_bytes(b"root:secret-hash\n")
+    os.link(secret, env.logs / "stolen.log")
+    real_fstat = os.fstat
+    armed = [True]
+
+    def fstat_after_unlink(fd: int) -> os.stat_result:
+        if armed[0] and stat.S_ISREG(real_fstat(fd).st_mode):
+            armed[0] = False
+            os.unlink(env.logs / "stolen.log")
+        return real_fstat(fd)
+
+    class OsProxy:
+        def __getattr__(self, name: str) -> object:
+            return fstat_after_unlink if name == "fstat" else getattr(os, name)
+
+    monkeypatch.setattr(discovery, "os", OsProxy())
+    src = env.source()
+    assert drain(src) == []
+    assert not armed[0], "the unlink was not injected"
+    assert secret.read_bytes() == b"root:secret-hash\n"
