@@ -23,6 +23,7 @@ import prometheus_client
 from opsagent.clock import Clock
 from opsagent.processors.profile.samples import Interval
 from opsagent.sinks.resolver import ResolveFn, Resolver, getaddrinfo_resolve
+from opsagent.sinks.udp import UdpSender
 from opsagent.telemetry.registry import PerRegistry
 
 log = logging.getLogger("opsagent.sinks.graphite")
@@ -116,9 +117,9 @@ class GraphiteSink:
         self._lines = m.lines.labels(pipeline)
         self._dropped = m.dropped.labels(pipeline)
         self._errors = m.errors
-        self._sock: socket.socket | None = None
-        self._family = -1
+        self._udp = UdpSender(self.resolver)
         # tcp state
+        self._sock: socket.socket | None = None
         self._buf = bytearray()
         self._connected = False
         self._mid_line = False  # the last send ended inside a line: drop its rest on reconnect
@@ -156,24 +157,12 @@ class GraphiteSink:
             self._datagram(chunk)
 
     def _datagram(self, chunk: list[bytes]) -> None:
-        addr = self.resolver.current()
-        if addr is None:
-            self._error("unresolved")
-            self._dropped.inc(len(chunk))
-            return
-        family, sockaddr = addr
-        try:
-            if self._sock is None or family != self._family:
-                self.close()
-                self._sock = socket.socket(family, socket.SOCK_DGRAM)
-                self._sock.setblocking(False)
-                self._family = family
-            self._sock.sendto(b"".join(chunk), sockaddr)
-        except OSError as e:
-            self._error("would_block" if isinstance(e, BlockingIOError) else "os_error")
-            self._dropped.inc(len(chunk))
-        else:
+        failed = self._udp.send(b"".join(chunk))
+        if failed is None:
             self._lines.inc(len(chunk))
+        else:
+            self._error(failed[0])
+            self._dropped.inc(len(chunk))
 
     # -- tcp ---------------------------------------------------------------------------------
 
@@ -240,7 +229,7 @@ class GraphiteSink:
             sock.close()
             self._fail("connect", rc)
             return False
-        self._sock, self._family, self._connected = sock, family, False
+        self._sock, self._connected = sock, False
         return True
 
     def _fail(self, what: str, err: int) -> None:
@@ -256,6 +245,7 @@ class GraphiteSink:
         return len(self._buf)
 
     def close(self) -> None:
+        self._udp.close()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -27,6 +27,7 @@ from statsd.client.udp import Pipeline
 from opsagent.clock import Clock
 from opsagent.processors.profile.samples import Interval
 from opsagent.sinks.resolver import ResolveFn, Resolver, getaddrinfo_resolve
+from opsagent.sinks.udp import UdpSender
 from opsagent.telemetry.registry import PerRegistry
 
 log = logging.getLogger("opsagent.sinks.statsd")
@@ -128,8 +129,7 @@ class StatsdSink:
         self._datagrams = m.datagrams.labels(pipeline)
         self._metric_lines = m.metrics.labels(pipeline)
         self._errors = m.errors
-        self._sock: socket.socket | None = None
-        self._family = -1
+        self._udp = UdpSender(self.resolver)
 
     def start(self) -> None:
         """Resolve the host once, synchronously (before anything is sent)."""
@@ -143,33 +143,20 @@ class StatsdSink:
         self._errors.labels(self.pipeline, reason).inc()
 
     def _send_datagram(self, data: str) -> None:
-        addr = self.resolver.current()
-        if addr is None:
-            self._error("unresolved")
+        failed = self._udp.send(data.encode("utf-8"))
+        if failed is None:
+            self._datagrams.inc()
+            self._metric_lines.inc(data.count("\n") + 1)
             return
-        family, sockaddr = addr
-        try:
-            if self._sock is None or family != self._family:
-                self.close()
-                self._sock = socket.socket(family, socket.SOCK_DGRAM)
-                self._sock.setblocking(False)
-                self._family = family
-            self._sock.sendto(data.encode("utf-8"), sockaddr)
-        except BlockingIOError:
-            self._error("would_block")
-        except OSError as e:
-            self._error("os_error")
+        reason, e = failed
+        self._error(reason)
+        if reason == "os_error" and e is not None:
             log.warning("statsd send failed", extra={
                 "component": "statsd", "pipeline": self.pipeline,
                 "error": errno.errorcode.get(e.errno or 0, str(e))})
-        else:
-            self._datagrams.inc()
-            self._metric_lines.inc(data.count("\n") + 1)
 
     def tick(self) -> None:
         """Nothing to do between sends (UDP)."""
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._udp.close()
