@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from opsagent import __version__
+from opsagent.process_limits import raise_nofile_limit
 
 # Each module provides `register(subparsers) -> None`, adding its subparser(s) with
 # `set_defaults(func=callable(args) -> int)`. Appending a module here is the only wiring needed.
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    # Every long-running command holds many descriptors (tailed files, watched directories,
+    # cron job pipes): lift the soft open-files limit once, here, for all of them.
+    raise_nofile_limit()
     rc: int = args.func(args)
     return rc
 

@@ -18,7 +18,6 @@ from opsagent import gc_tuning
 from opsagent.clock import SystemClock
 from opsagent.config import schema
 from opsagent.errors import ConfigErrors
-from opsagent.process_limits import raise_nofile_limit
 from opsagent.telemetry import jsonlog
 
 log = logging.getLogger("opsagent.app")
@@ -126,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
         # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
-    raise_nofile_limit()  # tailed files, watched directories, job pipes: more than 1024
     os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
     try:
         lock_fd = lock_state_dir(cfg.state_dir)

@@ -15,7 +15,6 @@ from prometheus_client import CollectorRegistry
 
 from opsagent.clock import SystemClock
 from opsagent.config import schema
-from opsagent.process_limits import raise_nofile_limit
 from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.metrics import rotation_metrics
 from opsagent.rotation.policy import Plan
@@ -46,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     metrics = rotation_metrics(registry)
     clock = SystemClock()
-    raise_nofile_limit()  # one descriptor per watched directory during a pass
     try:
         services = [RotationService(rc, state_dir=cfg.state_dir, clock=clock, metrics=metrics)
                     for rc in cfg.rotate]
