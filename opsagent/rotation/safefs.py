@@ -2,10 +2,8 @@
 
 Every operation is relative to a directory file descriptor that was opened component by
 component with O_NOFOLLOW, so a symlink or a swapped directory can never lead outside the tree.
-Files are looked at with O_PATH|O_NOFOLLOW (no driver open, no FIFO connection), checked with
-fstat - a regular file, one link (a hard link could point at /etc/shadow on the same filesystem),
-on the directory's device, and the name we opened it through not unlinked meanwhile (else that one
-link may be the outside one) - and only then reopened through /proc/self/fd. New files are
+Files are opened with opsagent.safeopen.open_regular (O_PATH first; a regular file with one
+link on the directory's device, still linked; then reopened through /proc/self/fd). New files are
 created with O_EXCL, renames never replace a target (renameat2 RENAME_NOREPLACE, or link + unlink
 where the filesystem lacks it).
 """
@@ -17,24 +15,16 @@ import ctypes.util
 import errno
 import fnmatch
 import os
-import stat
 from collections.abc import Callable, Iterator
 
-from opsagent.linkcheck import still_linked
 from opsagent.rotation.policy import is_sparse
+from opsagent.safeopen import UnsafeFile as UnsafeFile  # re-exported: rotation's callers
+from opsagent.safeopen import check_regular as check_regular
+from opsagent.safeopen import open_regular as open_regular
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_FILE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
-
-
-class UnsafeFile(Exception):
-    """We refuse to operate on this entry (wrong type, links, other device); `reason` says why."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name!r}: {reason}")
-        self.name = name
-        self.reason = reason
 
 
 def _libc_renameat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
@@ -123,76 +113,11 @@ def _walk(path: str, fd: int, comps: list[str], report: Callable[[str, OSError],
         os.close(fd)
 
 
-def open_regular(dir_fd: int, name: str, flags: int, dir_dev: int) -> tuple[int, os.stat_result]:
-    """Open `name` in `dir_fd` safely and check it is a plain file we may touch.
-
-    The name is first opened with O_PATH|O_NOFOLLOW, which runs no driver code (a device node
-    swapped in after the snapshot is looked at, never opened: a watchdog device would reboot the
-    node) and does not connect to a FIFO; only a file that fstat shows to be a regular file
-    with one link on our device is then reopened, through /proc/self/fd, which reaches exactly
-    that inode whatever happens to the name meanwhile."""
-    try:
-        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.EMLINK):
-            raise UnsafeFile(name, "is a symlink") from None
-        raise
-    try:
-        st = os.fstat(pfd)
-        if stat.S_ISLNK(st.st_mode):
-            raise UnsafeFile(name, "is a symlink")
-        check_regular(name, st, dir_dev)
-        check_still_linked(dir_fd, pfd, name)
-        fd = _reopen(pfd, name, flags)
-    finally:
-        os.close(pfd)
-    try:
-        cur = os.fstat(fd)
-        if (cur.st_dev, cur.st_ino) != (st.st_dev, st.st_ino):  # cannot happen; cheap to check
-            raise UnsafeFile(name, "changed while being opened")
-        check_regular(name, cur, dir_dev)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, cur
-
-
-def check_still_linked(dir_fd: int, pfd: int, name: str) -> None:
-    """Refuse when the entry `pfd` was opened through has been unlinked, replaced or renamed
-    since (called after fstat counted one link: that link may otherwise be an outside one;
-    opsagent/linkcheck.py says why this check is enough)."""
-    try:
-        ok = still_linked(dir_fd, pfd, name)
-    except OSError:
-        raise UnsafeFile(name, "cannot verify its link: /proc is not mounted") from None
-    if not ok:
-        raise UnsafeFile(name, "was unlinked, replaced or renamed while being opened")
-
-
-def _reopen(pfd: int, name: str, flags: int) -> int:
-    flags = (flags | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC) & ~(os.O_CREAT | os.O_TRUNC)
-    try:
-        return os.open(f"/proc/self/fd/{pfd}", flags)
-    except FileNotFoundError:
-        # Only without /proc (the magic link reaches even an unlinked file). Opening by name
-        # again would reopen the race O_PATH closes: refuse instead (docs/rotation.md).
-        raise UnsafeFile(name, "cannot reopen safely: /proc is not mounted") from None
-
-
 def check_sparse(name: str, st: os.stat_result) -> None:
     """Refuse mostly-hole files: copying or compressing one reads (and for a copy, allocates)
     its full apparent size, up to terabytes, for a few real blocks."""
     if is_sparse(st.st_size, st.st_blocks * 512):
         raise UnsafeFile(name, "is sparse (mostly holes)")
-
-
-def check_regular(name: str, st: os.stat_result, dir_dev: int) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafeFile(name, "is not a regular file")
-    if st.st_nlink != 1:
-        raise UnsafeFile(name, "has more than one hard link")
-    if st.st_dev != dir_dev:
-        raise UnsafeFile(name, "is on another device")
 
 
 def create_excl(dir_fd: int, name: str, mode: int = 0o640) -> int:

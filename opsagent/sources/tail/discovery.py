@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from opsagent.linkcheck import still_linked
+from opsagent.safeopen import UnsafeFile, open_regular
 
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -157,30 +157,19 @@ def find_by_inode(directory: str, dev: int, ino: int) -> str | None:
     return None
 
 
-class NotRegularFile(OSError):
-    """The name is a FIFO, device, socket or directory."""
-
-
-class HardLinked(OSError):
-    """The file has more than one link (maybe to a file outside the tree): not tailed."""
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def open_beneath(root: str, path: str) -> tuple[int, os.stat_result]:
     """Open `path` (under the trusted `root`) for reading as root would open a file an attacker
-    may have planted, and return (fd, stat):
-    - no symlink is followed below the root (each directory is opened with O_NOFOLLOW);
-    - the file is first opened with O_PATH, which runs no driver code and connects to no FIFO,
-      so a device node named like a log is looked at, never opened (NotRegularFile);
-    - a file with more than one link is refused (HardLinked): it may be a hard link to a file
-      outside the tree on the same filesystem (/etc/shadow), which would be read and shipped;
-    - the name must still be linked after fstat (opsagent/linkcheck.py), else the one link
-      counted may be the outside one (the in-tree link was removed right after our open);
-    - only then is the file reopened through /proc/self/fd: the same inode, whatever the name."""
+    may have planted, and return (fd, stat): no symlink is followed below the root (each
+    directory is opened with O_NOFOLLOW), and the file itself goes through
+    opsagent.safeopen.open_regular (O_PATH first, so a device node is never opened; one link,
+    so a hard link to a file outside is not shipped; still linked; reopened via /proc).
+    Raises NotRegularFile, HardLinked, OSError(ELOOP) for a symlink, FileNotFoundError for a
+    name unlinked meanwhile, or another OSError."""
     rel = os.path.relpath(path, root)
     parts = rel.split("/")
     if rel.startswith("..") or any(p in ("", ".", "..") for p in parts):
@@ -191,28 +180,31 @@ def open_beneath(root: str, path: str) -> tuple[int, os.stat_result]:
             nfd = os.open(part, _DIR_FLAGS, dir_fd=dfd)
             os.close(dfd)
             dfd = nfd
-        pfd = os.open(parts[-1], _PATH_FLAGS, dir_fd=dfd)
-        try:
-            st = os.fstat(pfd)
-            if stat.S_ISLNK(st.st_mode):  # O_PATH|O_NOFOLLOW opens the link itself
-                raise OSError(errno.ELOOP, "is a symlink", path)
-            if not stat.S_ISREG(st.st_mode):
-                raise NotRegularFile(f"{path} is not a regular file")
-            if st.st_nlink > 1:
-                raise HardLinked(f"{path} has {st.st_nlink} hard links")
-            if not still_linked(dfd, pfd, parts[-1]):
-                raise FileNotFoundError(errno.ENOENT, "unlinked or replaced while opened", path)
-            fd = os.open(f"/proc/self/fd/{pfd}", FILE_FLAGS & ~os.O_NOFOLLOW)
-        finally:
-            os.close(pfd)
+        return open_regular(dfd, parts[-1], os.O_RDONLY, None)
+    except UnsafeFile as e:
+        raise _as_oserror(e, path) from None
     finally:
         os.close(dfd)
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd, st
+
+
+def _as_oserror(e: UnsafeFile, path: str) -> OSError:
+    if e.kind == "not_regular":
+        return NotRegularFile(f"{path} is not a regular file")
+    if e.kind == "hard_link":
+        return HardLinked(f"{path} has more than one hard link")
+    if e.kind == "symlink":
+        return OSError(errno.ELOOP, e.reason, path)
+    if e.kind == "unlinked":  # vanished meanwhile, as if never there
+        return FileNotFoundError(errno.ENOENT, e.reason, path)
+    return OSError(f"{path}: {e.reason}")  # no /proc: counted as reason "open"
+
+
+class NotRegularFile(OSError):
+    """The name is a FIFO, device, socket or directory."""
+
+
+class HardLinked(OSError):
+    """The file has more than one link (maybe to a file outside the tree): not tailed."""
 
 
 class Waker:

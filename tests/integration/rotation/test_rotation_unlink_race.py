@@ -13,14 +13,16 @@ from typing import Any
 
 import pytest
 
+from opsagent import safeopen
 from opsagent.rotation import safefs
 
 pytestmark = pytest.mark.integration
 
 
 class _AttackBeforeFstat:
-    """Stands in for the os module inside safefs: runs `attack` once, just before the first
-    fstat (that is, after open_regular's O_PATH open), then behaves like os."""
+    """Stands in for the os module inside opsagent.safeopen (safefs.open_regular is its
+    open_regular): runs `attack` once, just before the first fstat (that is, after the O_PATH
+    open), then behaves like os."""
 
     def __init__(self, attack: Callable[[], None]) -> None:
         self._attack: Callable[[], None] | None = attack
@@ -58,7 +60,7 @@ def test_hard_link_removed_between_open_and_fstat_is_refused(
         tree: tuple[Path, Path, int], monkeypatch: pytest.MonkeyPatch) -> None:
     logs, victim, dir_fd = tree
     os.link(victim, logs / "app.log")
-    monkeypatch.setattr(safefs, "os", _AttackBeforeFstat(lambda: os.unlink(logs / "app.log")))
+    monkeypatch.setattr(safeopen, "os", _AttackBeforeFstat(lambda: os.unlink(logs / "app.log")))
     with pytest.raises(safefs.UnsafeFile, match="unlinked"):
         _open(dir_fd, "app.log")
     assert victim.read_bytes() == b"do not touch\n" * 100 and victim.stat().st_nlink == 1
@@ -79,7 +81,7 @@ def test_hard_link_swapped_out_and_back_in_is_refused(
                 os.link(victim, logs / "app.log")
             return st
 
-    monkeypatch.setattr(safefs, "os", Toggle(lambda: os.unlink(logs / "app.log")))
+    monkeypatch.setattr(safeopen, "os", Toggle(lambda: os.unlink(logs / "app.log")))
     with pytest.raises(safefs.UnsafeFile):
         _open(dir_fd, "app.log")
     assert victim.read_bytes() == b"do not touch\n" * 100
@@ -90,7 +92,7 @@ def test_replaced_by_a_rename_while_being_opened_is_refused(
     logs, victim, dir_fd = tree
     os.link(victim, logs / "app.log")
     (logs / "swap.tmp").write_bytes(b"real\n")
-    monkeypatch.setattr(safefs, "os", _AttackBeforeFstat(
+    monkeypatch.setattr(safeopen, "os", _AttackBeforeFstat(
         lambda: os.rename(logs / "swap.tmp", logs / "app.log")))
     with pytest.raises(safefs.UnsafeFile):
         _open(dir_fd, "app.log")

@@ -447,7 +447,7 @@ def test_hard_link_unlinked_right_after_the_open_is_not_tailed(
     # The race the link count alone loses: the in-tree link to an outside file is removed
     # between our O_PATH open and fstat, so fstat counts one link - the outside one. Injected
     # at that exact moment (deterministic) instead of raced.
-    from opsagent.sources.tail import discovery
+    from opsagent import safeopen
 
     secret = env.logs.parent / "shadow"
     secret.write_bytes(b"root:secret-hash\n")
@@ -465,7 +465,7 @@ def test_hard_link_unlinked_right_after_the_open_is_not_tailed(
         def __getattr__(self, name: str) -> object:
             return fstat_after_unlink if name == "fstat" else getattr(os, name)
 
-    monkeypatch.setattr(discovery, "os", OsProxy())
+    monkeypatch.setattr(safeopen, "os", OsProxy())
     src = env.source()
     assert drain(src) == []
     assert not armed[0], "the unlink was not injected"
