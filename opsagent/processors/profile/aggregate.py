@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
-import typing
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -57,16 +56,17 @@ class Aggregator:
     def __init__(self, eff: Effective, columns: Sequence[str], label_start: int,
                  stats: StatsSettings) -> None:
         """`columns` as produced by Parser: latency, [error], [time], then the labels that come
-        from the line (from `label_start` on, in the order of eff.labels). The time column
-        holds the start of the line's interval (Parser with a TimeBucketer), None when the
-        line has no parseable time."""
+        from the line (from `label_start` on, in the order of eff.labels). With an event time,
+        each key is (start of the line's interval or None when its time does not parse, the
+        other columns in order): Parser with a TimeBucketer."""
         self.eff = eff
         self.stats = stats
         self.interval = stats.interval_secs
         self._lat_i = 0
         self._err_i = 1 if eff.error_field else None
         self._time_i = (2 if eff.error_field else 1) if eff.time_field else None
-        self._ls = label_start
+        # Labels' position in a key (timed keys hold the other columns without the time).
+        self._ls = label_start - 1 if eff.time_field else label_start
         line_labels = columns[label_start:]
         # Per label: position among the line's label values, or None (from the record).
         self._label_src: list[tuple[str, int | None]] = []
@@ -133,7 +133,10 @@ class Aggregator:
         ls = self._ls
         # (interval start, raw label values) -> (series, overflowed): one look-up per key.
         series_cache: dict[tuple[int, tuple[Raw, ...]], tuple[_Series, bool]] = {}
+        t_start: int | None = None
         for key, n in counts.items():
+            if time_i is not None:
+                t_start, key = key
             raw = key[0]
             lat = lat_cache.get(raw, _MISSING)
             if lat is _MISSING:
@@ -145,11 +148,10 @@ class Aggregator:
                 bad["bad_value"] += n
                 continue
             if time_i is not None:
-                t_start = key[time_i]
                 if t_start is None:
                     bad["bad_time"] += n
                     continue
-                start = typing.cast(int, t_start)
+                start = t_start
                 if future_limit is not None and start > future_limit:
                     self.future += n
                     start = int(now // interval) * interval

@@ -30,7 +30,8 @@ from opsagent.processors.profile.presets import Effective
 from opsagent.processors.profile.timeparse import TimeBucketer
 
 Raw = bytes | str | None
-Key = tuple[Raw, ...]
+# Raw column values; with an event time (interval start or None, tuple of the other columns).
+Key = tuple[Any, ...]
 
 # logfmt: key=value, key="quoted \" value", bare key (value "true"); see
 # https://brandur.org/logfmt
@@ -74,7 +75,9 @@ class Parser:
             raise ValueError(f"unknown format {fmt!r}")
 
     def parse(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
-        """Counts of column tuples, and counts of unparsed lines by reason."""
+        """Counts of column tuples, and counts of unparsed lines by reason. With a
+        TimeBucketer and a time column, each key is (interval start or None when the time does
+        not parse, the tuple of the other columns): lines grouped by interval."""
         return self._parse(lines)
 
     def _count(self, rows: list[Key]) -> Counter[Key]:
@@ -85,15 +88,7 @@ class Parser:
         ti = self._time_i
         starts = self._bucketer.starts(list(map(operator.itemgetter(ti), rows)))
         rest_of = _getter([i for i in range(len(self.columns)) if i != ti])
-        return self._flatten(Counter(zip(starts, map(rest_of, rows), strict=True)))
-
-    def _flatten(self, grouped: Counter[tuple[int | None, tuple[Raw, ...]]]) -> Counter[Key]:
-        """(interval start, other columns) -> the columns in order, once per distinct key."""
-        ti, nrest = self._time_i, self._nrest
-        counts: Counter[Key] = Counter()
-        for (start, rest), n in grouped.items():
-            counts[(*rest[:ti], start, *rest[ti:nrest])] += n  # type: ignore[arg-type]
-        return counts
+        return Counter(zip(starts, map(rest_of, rows), strict=True))
 
     # -- delimited ---------------------------------------------------------------------------
 
@@ -123,9 +118,9 @@ class Parser:
             # the bucketer and the other columns alongside, and Counter groups the pairs.
             try:
                 by_time, by_rest = tee(map(bytes.split, lines, repeat(delim), repeat(maxsplit)))
-                counts = self._flatten(Counter(zip(
+                counts = Counter(zip(
                     self._bucketer.map_bytes(map(self._time_part, by_time)),
-                    map(self._rest_parts, by_rest), strict=True)))
+                    map(self._rest_parts, by_rest), strict=True))
             except IndexError:  # a line with too few fields: classify line by line
                 need = self._min_fields
                 good = []
@@ -135,9 +130,9 @@ class Parser:
                         good.append(p)
                     else:
                         bad["no_match" if line.strip() else "empty"] += 1
-                counts = self._flatten(Counter(zip(
+                counts = Counter(zip(
                     self._bucketer.map_bytes(map(self._time_part, good)),
-                    map(self._rest_parts, good), strict=True)))
+                    map(self._rest_parts, good), strict=True))
         else:
             try:
                 counts = Counter(
@@ -151,7 +146,10 @@ class Parser:
                         counts[getter(p)] += 1
                     else:
                         bad["no_match" if line.strip() else "empty"] += 1
-        if self._missing or len(self.columns) != self._ncols or self._ncols == 1:
+        if self._bucketer is not None:
+            if self._missing or self._nrest == 1:
+                counts = self._fix_timed_columns(counts)
+        elif self._missing or len(self.columns) != self._ncols or self._ncols == 1:
             counts = self._fix_columns(counts)
         return counts, bad
 
@@ -163,6 +161,17 @@ class Parser:
             for i in missing:
                 vals[i] = None
             out[tuple(vals)] += c
+        return out
+
+    def _fix_timed_columns(self, counts: Counter[Key]) -> Counter[Key]:
+        out: Counter[Key] = Counter()
+        n, ti = self._nrest, self._time_i
+        missing = [i - 1 if i > ti else i for i in self._missing]
+        for (start, rest), c in counts.items():
+            vals: list[Raw] = list(rest[:n])
+            for i in missing:
+                vals[i] = None
+            out[(start, tuple(vals))] += c
         return out
 
     # -- regex -------------------------------------------------------------------------------

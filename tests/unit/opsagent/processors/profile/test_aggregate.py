@@ -274,3 +274,22 @@ def test_millisecond_times_give_per_interval_statistics_of_exactly_their_lines()
             assert s[("errors", lab)].value == sum(1 for r in mine if r[2])
             assert s[("latency_max", lab)].value == max(r[3] for r in mine)
             assert s[("latency_sum", lab)].value == sum(r[3] for r in mine)
+
+
+@pytest.mark.parametrize("keys,labels", [
+    ({"fields": ["t", "ms"], "labels": [], "error_field": "", "error_values": []}, ()),
+    ({"fields": ["t", "iface", "ok", "ms"], "labels": ["pod", "iface"],
+      "tail": {"include": ["/logs/*.log"], "path_pattern": "/logs/(?P<pod>[^.]+)"}},
+     (("pod", "p1"), ("iface", "a"))),
+], ids=["time-and-latency-only", "label-from-the-file"])
+def test_timed_keys_with_one_other_column_or_a_record_label(keys: dict[str, Any],
+                                                            labels: tuple[Any, ...]) -> None:
+    p = ProfileProcessor(profile(**{**BASE, "time_field": "t", "time_format": "unix", **keys}))
+    lines = [b"1005.5|a|true|1", b"1009.999|a|true|3", b"1010|a|true|2"] if len(
+        keys["fields"]) == 4 else [b"1005.5|1", b"1009.999|3", b"1010|2"]
+    p.process("f", lines, 0.0, {"pod": "p1"})
+    first, second = p.flush()
+    assert (first.start, second.start) == (1000, 1010)
+    assert by_name(first)[("requests", labels)].value == 2
+    assert by_name(first)[("latency_sum", labels)].value == 4
+    assert by_name(second)[("requests", labels)].value == 1
