@@ -18,6 +18,8 @@ Rules (docs/profile.md, "Event time"):
   ("12:00:00" parses with "%H:%M:%S.%f"); a field may continue after the time with a space
   and other words (a log4j/logback `%d{...} [%p] ` prefix joined to the first field), which
   are ignored.
+- The interval of a line depends on its second only, so TimeBucketer does not read the
+  fraction at all when the format ends with it (a malformed fraction is not an error there).
 """
 
 from __future__ import annotations
@@ -151,9 +153,15 @@ class TimeBucketer:
         return map(self._starts.__getitem__, heads)
 
     def starts(self, column: Sequence[Raw]) -> list[int | None]:
-        """For any values (bytes, str or None)."""
+        """For any values (bytes, str or None); cut like map_bytes, so every format puts a
+        value in the same interval."""
         if all(isinstance(v, bytes) for v in column):
             return list(self.map_bytes(typing.cast(Sequence[bytes], column)))
+        sep = self.parser.cut_sep
+        if sep is not None:
+            seps = sep.decode()
+            column = [v.partition(seps)[0] if isinstance(v, str) else
+                      v.partition(sep)[0] if isinstance(v, bytes) else None for v in column]
         return list(map(self._starts.__getitem__, column))
 
     def start(self, raw: Raw) -> int | None:

@@ -105,7 +105,7 @@ def test_cached_seconds_plus_fraction_equals_strptime(tz: tzinfo) -> None:
      [1704067200, 1704067210, 1704067210, 1704067220, None, 1704067190]),
     (["2024-01-01 00:00:09.999", None, "2024-01-01 00:00:10.5", "bad"],
      [1704067200, None, 1704067210, None]),
-], ids=["bytes-cut-at-the-fraction", "str-and-none-parsed-whole"])
+], ids=["bytes-cut-at-the-fraction", "str-and-none"])
 def test_bucketer_puts_each_value_in_the_interval_of_its_exact_time(
         values: list[bytes | str | None], starts: list[int | None]) -> None:
     parser = TimeParser(MS, UTC)
@@ -114,6 +114,17 @@ def test_bucketer_puts_each_value_in_the_interval_of_its_exact_time(
     assert [None if t is None else int(t // 10) * 10 for t in exact] == starts
     assert b.starts(values) == starts
     assert b.starts(values) == starts  # again, from the cache
+
+
+def test_bucketer_never_reads_the_fraction_whatever_the_value_type() -> None:
+    # A fraction cannot move a line to another interval, so it is not read (nor checked): the
+    # same for bytes (delimited, regex) and str (JSON) values.
+    values: list[bytes | str | None] = [
+        b"2024-01-01 00:00:10.\xef\xbc\x91", b"2024-01-01 00:00:19.x",
+        "2024-01-01 00:00:10.\uff11", "2024-01-01 00:00:19.x"]
+    assert TimeParser(MS)(values[0]) is None  # an exact time is not available
+    assert TimeBucketer(TimeParser(MS), 10).starts(values) == [1704067210] * 4
+    assert TimeBucketer(TimeParser(MS), 10).starts(values[2:]) == [1704067210] * 2
 
 
 def test_bucketer_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
