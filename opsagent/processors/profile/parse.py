@@ -8,9 +8,9 @@ once per distinct tuple instead of once per line. The delimited format does the 
 in C (bytes.split, operator.itemgetter and Counter over map()), falling back to a per-line loop
 only for a batch that contains a line with too few fields.
 
-With an event time column, the raw times are replaced by the start of each line's interval
-(TimeBucketer) before counting, so lines are grouped by interval, not by timestamp: a
-millisecond time column would otherwise make every tuple distinct.
+With an event time column and a TimeBucketer, lines are counted by (start of the line's
+interval, the other columns), so they are grouped by interval, not by timestamp: a millisecond
+time column would otherwise make every tuple distinct.
 
 Unparsed reasons: empty, no_match (regex did not match / too few delimited fields), bad_json,
 missing_field (JSON / logfmt line without the latency field).
@@ -46,8 +46,8 @@ class Parser:
 
     def __init__(self, eff: Effective, record_labels: Sequence[str] = (),
                  bucketer: TimeBucketer | None = None) -> None:
-        """With `bucketer`, the time column holds interval starts (int, None when the time
-        does not parse) instead of raw times."""
+        """With `bucketer` and a time field, keys are (interval start, None when the time does
+        not parse; the tuple of the other columns) instead of raw column tuples."""
         self.eff = eff
         cols: list[str] = [eff.latency_field]
         cols += [name for name in (eff.error_field, eff.time_field) if name]
