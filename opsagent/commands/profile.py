@@ -4,6 +4,7 @@ and `opsagent profile run` (run the [[profile]] pipelines of a config in the for
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from opsagent.clock import SystemClock
 from opsagent.config import schema
 from opsagent.processors.profile.config import ProfileConfig
 from opsagent.processors.profile.processor import ProfileProcessor
+from opsagent.processors.profile.report import pipeline_json
 from opsagent.processors.profile.samples import Interval
 from opsagent.sinks.graphite import GraphiteConfig, GraphiteSink, format_lines
 from opsagent.sinks.statsd import StatsdConfig, StatsdSink, format_datagrams
@@ -41,8 +43,13 @@ def register(sub: Any) -> None:
     r.add_argument("--sink", action="append", choices=("statsd", "graphite"), default=[],
                    help="print only this sink's lines (repeatable; default: the configured "
                         "sinks, or both when none is configured)")
-    r.add_argument("--start-time", type=int, default=0,
-                   help="epoch seconds for lines without an event time (default 0)")
+    r.add_argument("--start-time", type=int, default=None,
+                   help="epoch seconds (> 0) at which the lines count as read: the time of "
+                        "lines without an event time and of unparsed lines (default: when the "
+                        "replay starts; give it for byte-identical output)")
+    r.add_argument("--format", choices=("wire", "json"), default="wire",
+                   help="wire: the sinks' lines (default); json: the statistics as one JSON "
+                        "document (docs/profile.md)")
     r.add_argument("--send", action="store_true",
                    help="also send to the configured statsd/graphite targets")
     r.add_argument("logs", nargs="+", metavar="LOG", help="log files ('-' for stdin)")
@@ -107,8 +114,10 @@ def read_batches(f: BinaryIO, max_line_bytes: int,
         yield [carry], 0
 
 
-def replay_intervals(cfg: ProfileConfig, logs: list[str], start_time: int) -> list[Interval]:
-    """The intervals one pipeline produces from whole logs (deterministic: no clock)."""
+def replay_processor(cfg: ProfileConfig, logs: list[str],
+                     start_time: int) -> tuple[list[Interval], ProfileProcessor]:
+    """The intervals one pipeline produces from whole logs read at `start_time`, and the
+    processor (its totals)."""
     proc = ProfileProcessor(cfg)
     now = float(start_time)
     for name in logs:
@@ -116,7 +125,7 @@ def replay_intervals(cfg: ProfileConfig, logs: list[str], start_time: int) -> li
             for lines, truncated in read_batches(f, cfg.tail.max_line_bytes):
                 proc.count_unparsed("truncated", truncated, now)
                 proc.process(name, lines, now)
-    return proc.flush(None)
+    return proc.flush(None), proc
 
 
 def _open(path: str) -> BinaryIO:
@@ -137,19 +146,34 @@ def replay(args: argparse.Namespace) -> int:
         print("stdin ('-') can be replayed by one pipeline only (use --pipeline)",
               file=sys.stderr)
         return 2
+    if args.start_time is not None and args.start_time <= 0:
+        print(f"--start-time must be a positive epoch time, got {args.start_time} (lines "
+              "without an event time would be dated 1970)", file=sys.stderr)
+        return 2
+    if args.format == "json" and args.sink:
+        print("--sink selects wire lines: it does not apply to --format json",
+              file=sys.stderr)
+        return 2
     out = sys.stdout
     registry = prometheus_client.CollectorRegistry()
     clock = SystemClock()
+    # Lines without an event time (and unparsed lines) count as read when the replay starts,
+    # like the agent's arrival time: never the epoch.
+    start_time = args.start_time if args.start_time is not None else int(clock.time())
+    report: list[dict[str, Any]] = []
     for cfg in profiles:
         wanted = args.sink or [s for s in ("statsd", "graphite") if getattr(cfg, s)] \
             or ["statsd", "graphite"]
         statsd_cfg = cfg.statsd or StatsdConfig()
         graphite_cfg = cfg.graphite or GraphiteConfig()
         try:
-            intervals = replay_intervals(cfg, args.logs, args.start_time)
+            intervals, proc = replay_processor(cfg, args.logs, start_time)
         except OSError as e:
             print(f"cannot read a log: {e}", file=sys.stderr)
             return 1
+        if args.format == "json":
+            report.append(pipeline_json(cfg, intervals, proc))
+            wanted = []
         for iv in intervals:
             if "statsd" in wanted:
                 out.write(f"# pipeline={cfg.name} sink=statsd interval={iv.start}\n")
@@ -172,6 +196,9 @@ def replay(args: argparse.Namespace) -> int:
                     s.send(iv)
                 _drain(s)
                 s.close()
+    if args.format == "json":
+        json.dump({"start_time": start_time, "pipelines": report}, out, indent=1)
+        out.write("\n")
     out.flush()
     return 0
 
