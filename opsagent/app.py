@@ -38,7 +38,8 @@ from opsagent.components import (
 )
 from opsagent.config import schema
 from opsagent.config.check import has_jobs, validate
-from opsagent.errors import OpsagentError
+from opsagent.config.loader import read_config
+from opsagent.errors import ConfigErrors, OpsagentError
 from opsagent.reload import Key, Settle, plan_reload
 from opsagent.telemetry.http import Health
 
@@ -79,10 +80,11 @@ def forward_drain_secs(own: float, agent_deadline: float) -> float:
 
 
 def file_digest(path: str) -> str | None:
+    """sha256 of the config file's bytes; None when it is not a readable regular file (read
+    like the validation reads it: a FIFO in its place must not block the main loop)."""
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_config(path)).hexdigest()
+    except ConfigErrors:
         return None
 
 
@@ -387,13 +389,21 @@ class Agent:
 
 def watch_config(path: str, notify: Callable[[], None]) -> Any:
     """Watch the config file's directory (a ConfigMap update is a `..data` symlink swap there,
-    not a write to the file); every event is a hint: the main loop compares the content."""
+    not a write to the file); an event on the file's name or a `..` entry is a hint: the main
+    loop waits for the file to settle and compares the content. Events on other files in the
+    directory are ignored (they would keep postponing the reload)."""
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
+    from gorun.watch import is_relevant
+
+    names = {os.path.basename(path)}
+
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
-            if event.event_type not in ("opened", "closed_no_write"):
+            src = os.fsdecode(event.src_path)
+            dest = os.fsdecode(getattr(event, "dest_path", "") or "")
+            if is_relevant(event.event_type, src, dest, names):
                 notify()
 
     observer = Observer()

@@ -38,17 +38,23 @@ class Settle:
 
     A file written in parts (an editor's save, `cat > file`, a copy over the network) is never
     applied half-written as long as each pause is shorter than `quiet_secs`; the second read
-    catches writes that made no event. Pure: the caller passes the time and a reader."""
+    catches writes that made no event. Events never postpone the first look by more than
+    `max_wait_secs` (a steady stream of events must not starve the reload; the two equal reads
+    still guard against a half-written file). Pure: the caller passes the time and a reader."""
 
-    def __init__(self, quiet_secs: float) -> None:
+    def __init__(self, quiet_secs: float, max_wait_secs: float | None = None) -> None:
         self.quiet_secs = quiet_secs
+        self.max_wait_secs = 5 * quiet_secs if max_wait_secs is None else max_wait_secs
         self.due: float | None = None
+        self._first: float | None = None
         self._seen: str | None = None
         self._read_once = False
 
     def changed(self, now: float) -> None:
-        """A change event: wait for quiet again."""
-        self.due = now + self.quiet_secs
+        """A change event: wait for quiet again (up to max_wait_secs after the first)."""
+        if self._first is None:
+            self._first = now
+        self.due = min(now + self.quiet_secs, self._first + self.max_wait_secs)
 
     def timeout(self, now: float) -> float | None:
         """Seconds until `poll` has something to decide; None when nothing is pending."""
@@ -63,6 +69,7 @@ class Settle:
         if not self._read_once or digest != self._seen:
             self._seen, self._read_once = digest, True
             self.due = now + self.quiet_secs
+            self._first = now
             return False, None
-        self.due, self._seen, self._read_once = None, None, False
+        self.due, self._seen, self._read_once, self._first = None, None, False, None
         return True, digest

@@ -40,12 +40,14 @@ SETTLE_CASES = [
     ([0.0], [(1.0, None), (2.0, None)], (2.0, None)),
     # No event: never anything to apply.
     ([], [(5.0, "x"), (10.0, "x")], None),
+    # An event every 0.5 s for 10 s does not starve it: first look after 5 s, second 5 s later.
+    ([i * 0.5 for i in range(20)], [(t / 2, "x") for t in range(1, 40)], (10.0, "x")),
 ]
 
 
 @pytest.mark.parametrize(("events", "polls", "applied"), SETTLE_CASES,
                          ids=["one-write", "early-polls", "two-parts", "silent-write",
-                              "unreadable", "no-event"])
+                              "unreadable", "no-event", "steady-events"])
 def test_a_config_file_is_applied_only_once_settled(
         events: list[float], polls: list[tuple[float, str | None]],
         applied: tuple[float, str | None] | None) -> None:
