@@ -184,7 +184,12 @@ class Agent:
             comp = self.components.get(key)
             reconfigure = getattr(comp, "reconfigure", None)
             if key in wanted and reconfigure is not None and comp is not None and comp.alive():
-                reconfigure(wanted[key][0])
+                try:
+                    reconfigure(wanted[key][0])
+                except (OpsagentError, OSError, ValueError) as e:   # restarted below instead
+                    log.error("cannot update component in place; restarting it", extra={
+                        "component": key[0], "job": key[1], "error": str(e)})
+                    continue
                 comp.config = wanted[key][0]
                 self._effective[key] = wanted[key]
                 updated.append(key)

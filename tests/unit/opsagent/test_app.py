@@ -612,3 +612,74 @@ def test_missing_sasl_password_file_makes_the_agent_not_ready(tmp_path: Path) ->
         stop.set()
         t.join(30)
         server.stop()
+
+
+class ReconfigurableFake(FakeComponent):
+    """Like CronComponent: takes a changed section in place (or fails to, when told)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.reconfigured: list[Any] = []
+        self.fail: OSError | None = None
+
+    def reconfigure(self, section: Any) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.reconfigured.append(section)
+
+
+class CronInPlaceAgent(FakeAgent):
+    def _build(self, key: Key, effective: Any) -> Any:
+        if key[0] != "cron":
+            return super()._build(key, effective)
+        comp = ReconfigurableFake(key, effective, None)
+        self.built.append(comp)
+        return comp
+
+
+@pytest.fixture
+def cron_setup(tmp_path: Path) -> tuple[CronInPlaceAgent, Path]:
+    path = tmp_path / "opsagent.toml"
+    path.write_text(config_text(tmp_path))
+    (tmp_path / "crontab").write_text("")
+    (tmp_path / "second").write_text("")
+    clock = FakeClock()
+    agent = CronInPlaceAgent(str(path), schema.load(str(path)), clock=clock,
+                             registry=prometheus_client.CollectorRegistry(),
+                             health=Health(clock.monotonic), env={}, reaper=None)
+    return agent, path
+
+
+def with_second_crontab(tmp_path: Path) -> str:
+    return config_text(tmp_path).replace(
+        f'crontabs = ["{tmp_path / "crontab"}"]',
+        f'crontabs = ["{tmp_path / "crontab"}", "{tmp_path / "second"}"]')
+
+
+def test_a_changed_cron_section_is_applied_in_place(
+        cron_setup: tuple[CronInPlaceAgent, Path], tmp_path: Path) -> None:
+    agent, path = cron_setup
+    agent.start()
+    cron = agent.components[("cron", "crontabs")]
+    assert isinstance(cron, ReconfigurableFake)
+    path.write_text(with_second_crontab(tmp_path))
+    assert agent.reload() is True
+    assert agent.components[("cron", "crontabs")] is cron and cron.stopped_with is None
+    assert [tuple(s.crontabs) for s in cron.reconfigured] == [
+        (str(tmp_path / "crontab"), str(tmp_path / "second"))]
+    assert len(agent.built) == 4                   # nothing rebuilt
+    assert agent.health.ready() == (True, "ok")
+
+
+def test_a_cron_section_that_cannot_be_applied_in_place_is_restarted(
+        cron_setup: tuple[CronInPlaceAgent, Path], tmp_path: Path) -> None:
+    agent, path = cron_setup
+    agent.start()
+    cron = agent.components[("cron", "crontabs")]
+    assert isinstance(cron, ReconfigurableFake)
+    cron.fail = OSError(24, "Too many open files")
+    path.write_text(with_second_crontab(tmp_path))
+    assert agent.reload() is True                  # the agent lives on
+    fresh = agent.components[("cron", "crontabs")]
+    assert fresh is not cron and cron.stopped_with == DEADLINE and fresh.started
+    assert agent.health.ready() == (True, "ok")
