@@ -107,7 +107,7 @@ class Agent:
         self._effective: dict[Key, Any] = {}
         # sha256 of the config bytes last validated (applied or rejected): a change event for
         # the same bytes does nothing. `opsagent run` sets the digest it validated at start.
-        self.running_digest = file_digest(config_path)
+        self.validated_digest = file_digest(config_path)
         self._settle = Settle(CONFIG_SETTLE_SECS)
         self._config_problem: str | None = None     # why the file's content is not running
         self._failures: dict[Key, str] = {}         # why a configured component is not running
@@ -268,7 +268,7 @@ class Agent:
         result = validate(self.config_path)
         # Remembered for rejected content too: the watcher's next events for the same bad file
         # must not log and count the rejection again (only SIGHUP or new content retries).
-        self.running_digest = result.digest
+        self.validated_digest = result.digest
         for line in result.warnings:
             log.warning(line, extra={"component": "agent", "file": self.config_path})
         errors = list(result.errors)
@@ -363,7 +363,7 @@ class Agent:
                 self._settle.changed(self.clock.monotonic())
             stable, digest = self._settle.poll(self.clock.monotonic(),
                                                lambda: file_digest(self.config_path))
-            if stable and digest != self.running_digest:
+            if stable and digest != self.validated_digest:
                 self.reload(explicit=False)
             if ev is None:
                 self._check_components()

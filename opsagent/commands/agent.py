@@ -134,7 +134,7 @@ def _run_locked(args: argparse.Namespace, cfg: schema.AgentConfig, digest: str |
     reaper = OrphanReaper() if os.getpid() == 1 else ChildReaper()
     agent = Agent(args.config, cfg, clock=clock, registry=registry, health=health,
                   env=os.environ, reaper=reaper)
-    agent.running_digest = digest   # the bytes validated above, not a later version
+    agent.validated_digest = digest   # the bytes validated above, not a later version
     agent.install_signal_handlers()
     observer = watch_config(args.config, lambda: agent.events.put(CONFIG_CHANGED))
     gc_tuning.tune_after_startup()  # docs/benchmarks.md "Kafka forwarding": GC was ~15% CPU
