@@ -16,6 +16,7 @@ import prometheus_client
 
 from opsagent import gc_tuning
 from opsagent.clock import SystemClock
+from opsagent.commands.jobs import JobSelection, runs_rotation
 from opsagent.config import schema
 from opsagent.errors import ConfigErrors
 from opsagent.telemetry import jsonlog
@@ -112,10 +113,15 @@ def lock_state_dir(state_dir: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # `opsagent forward`, `profile run` and continuous `rotate` are this runtime with a filter.
+    jobs: JobSelection | None = getattr(args, "jobs", None)
+    prog = jobs.command if jobs is not None else "opsagent run"
     cfg = schema.load_or_report(args.config)
     if cfg is None:
         return 2
     placement = placement_errors(args.config, cfg)
+    if jobs is not None:
+        placement = jobs.problems(args.config, cfg) + placement
     for line in placement:
         print(line, file=sys.stderr)
     if placement:
@@ -129,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         lock_fd = lock_state_dir(cfg.state_dir)
     except (AgentLockHeld, OSError) as e:
-        print(f"opsagent run: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return 1
     try:
         # The rotation lock too, so a standalone `opsagent rotate` on this state directory
@@ -137,11 +143,11 @@ def run(args: argparse.Namespace) -> int:
         from opsagent.rotation.state import LockHeld, exclusive_lock
 
         with contextlib.ExitStack() as stack:
-            if cfg.rotate:
+            if runs_rotation(cfg, jobs):
                 try:
                     stack.enter_context(exclusive_lock(cfg.state_dir, wait=False))
                 except LockHeld as e:
-                    print(f"opsagent run: {e}", file=sys.stderr)
+                    print(f"{prog}: {e}", file=sys.stderr)
                     return 1
             return _run_locked(args, cfg)
     finally:
@@ -166,7 +172,7 @@ def _run_locked(args: argparse.Namespace, cfg: schema.AgentConfig) -> int:
     # every child we start through the same reaper so no exit status is stolen.
     reaper = OrphanReaper() if os.getpid() == 1 else ChildReaper()
     agent = Agent(args.config, cfg, clock=clock, registry=registry, health=health,
-                  env=os.environ, reaper=reaper)
+                  env=os.environ, reaper=reaper, jobs=getattr(args, "jobs", None))
     agent.install_signal_handlers()
     observer = watch_config(args.config, lambda: agent.events.put(CONFIG_CHANGED))
     gc_tuning.tune_after_startup()  # docs/benchmarks.md "Kafka forwarding": GC was ~15% CPU
