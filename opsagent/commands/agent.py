@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
         # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
-    os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
     try:
+        os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
         lock_fd = lock_state_dir(cfg.state_dir)
     except (AgentLockHeld, OSError) as e:
         print(f"{prog}: {e}", file=sys.stderr)

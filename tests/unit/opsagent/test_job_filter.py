@@ -5,6 +5,8 @@ what cannot run under a filter is a usage error (exit 2) naming the config file.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -152,3 +154,19 @@ def test_profile_run_no_checkpoints_is_a_clear_error(
     conf = _write(tmp_path, config_text(tmp_path))
     assert main(["profile", "run", "--config", str(conf), "--no-checkpoints"]) == 2
     assert "--no-checkpoints is no longer supported" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["run"], ["profile", "run"]], ids=["run", "profile-run"])
+def test_unusable_state_dir_is_a_clear_error(tmp_path: Path, argv: list[str]) -> None:
+    """The old `profile run` ran on without checkpoints; the agent needs its state_dir (lock,
+    read positions) and says why it cannot start instead of a traceback. (A subprocess: the
+    agent sets up the process's logging before it gets there.)"""
+    (tmp_path / "file").write_text("")
+    text = config_text(tmp_path, state_dir=str(tmp_path / "file" / "state"))
+    conf = _write(tmp_path, text)
+    r = subprocess.run([sys.executable, "-m", "opsagent.cli", *argv, "--config", str(conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    prog = "opsagent " + " ".join(argv)
+    assert f"{prog}: " in r.stderr and "Not a directory" in r.stderr
+    assert "Traceback" not in r.stderr
