@@ -52,8 +52,10 @@ RESTART_BACKOFF_SECS = 5.0
 CONFIG_SETTLE_SECS = 1.0
 
 
-def wanted_components(cfg: schema.AgentConfig, env: Mapping[str, str]) -> dict[Key, Any]:
-    """Component key -> its effective config (section + the globals it depends on)."""
+def wanted_components(cfg: schema.AgentConfig, env: Mapping[str, str],
+                      jobs: Callable[[Key], bool] | None = None) -> dict[Key, Any]:
+    """Component key -> its effective config (section + the globals it depends on); with
+    `jobs`, only the keys it selects (`opsagent forward` is the agent running forward jobs)."""
     fields = tuple(sorted(schema.static_fields(cfg.node, env).items()))
     out: dict[Key, Any] = {}
     for f in cfg.forward:
@@ -65,7 +67,7 @@ def wanted_components(cfg: schema.AgentConfig, env: Mapping[str, str]) -> dict[K
     if cfg.cron.crontabs:
         cron = dataclasses.replace(cfg.cron, grace_secs=schema.cron_grace_secs(cfg))
         out[("cron", "crontabs")] = (cron,)
-    return out
+    return out if jobs is None else {k: v for k, v in out.items() if jobs(k)}
 
 
 DRAIN_MARGIN_SECS = 2.0
@@ -91,7 +93,8 @@ def file_digest(path: str) -> str | None:
 class Agent:
     def __init__(self, config_path: str, cfg: schema.AgentConfig, *, clock: Clock,
                  registry: prometheus_client.CollectorRegistry, health: Health,
-                 env: Mapping[str, str], reaper: Any) -> None:
+                 env: Mapping[str, str], reaper: Any,
+                 jobs: Callable[[Key], bool] | None = None) -> None:
         from gorun.metrics import Metrics as CronMetrics
         from opsagent.rotation.metrics import rotation_metrics
 
@@ -102,6 +105,7 @@ class Agent:
         self.health = health
         self.env = env
         self.reaper = reaper
+        self.jobs = jobs   # the job filter, applied to every config this agent runs (reloads too)
         self.events: queue.SimpleQueue[int | str] = queue.SimpleQueue()
         self.components: dict[Key, Component] = {}
         self._effective: dict[Key, Any] = {}
@@ -175,7 +179,7 @@ class Agent:
 
     def _apply(self, cfg: schema.AgentConfig) -> list[str]:
         """Swap components to match `cfg`; returns what changed (for the log)."""
-        wanted = wanted_components(cfg, self.env)
+        wanted = wanted_components(cfg, self.env, self.jobs)
         plan = plan_reload(self._effective, wanted)
         # A component that can take its new config in place (cron: crontab by crontab, running
         # jobs untouched, @reboot not re-run) is neither stopped nor rebuilt.
@@ -314,7 +318,7 @@ class Agent:
         """Restart a component that died, and retry one that could not start, once
         RESTART_BACKOFF_SECS have passed since it was first seen dead or missing."""
         now = self.clock.monotonic()
-        wanted = wanted_components(self.cfg, self.env)
+        wanted = wanted_components(self.cfg, self.env, self.jobs)
         for key in list(self._restart_at):
             if key not in wanted:
                 del self._restart_at[key]

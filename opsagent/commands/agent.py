@@ -16,6 +16,7 @@ import prometheus_client
 
 from opsagent import gc_tuning
 from opsagent.clock import SystemClock
+from opsagent.commands.jobs import JobSelection, runs_rotation
 from opsagent.config import schema
 from opsagent.config.check import validate, watched_globs
 from opsagent.telemetry import jsonlog
@@ -75,11 +76,16 @@ def lock_state_dir(state_dir: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # `opsagent forward`, `profile run` and continuous `rotate` are this runtime with a filter.
+    jobs: JobSelection | None = getattr(args, "jobs", None)
+    prog = jobs.command if jobs is not None else "opsagent run"
     # Exactly what check-config and every reload check (opsagent/config/check.py).
     result = validate(args.config)
-    for line in (*result.warnings, *result.errors):
+    job_problems = (jobs.problems(args.config, result.cfg)
+                    if jobs is not None and result.cfg is not None else [])
+    for line in (*job_problems, *result.warnings, *result.errors):
         print(line, file=sys.stderr)
-    if result.cfg is None or not result.ok:
+    if result.cfg is None or not result.ok or job_problems:
         return 2
     cfg = result.cfg
     jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
@@ -87,11 +93,11 @@ def run(args: argparse.Namespace) -> int:
         # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
-    os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
     try:
+        os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
         lock_fd = lock_state_dir(cfg.state_dir)
     except (AgentLockHeld, OSError) as e:
-        print(f"opsagent run: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return 1
     try:
         # The rotation lock too, so a standalone `opsagent rotate` on this state directory
@@ -99,11 +105,11 @@ def run(args: argparse.Namespace) -> int:
         from opsagent.rotation.state import LockHeld, exclusive_lock
 
         with contextlib.ExitStack() as stack:
-            if cfg.rotate:
+            if runs_rotation(cfg, jobs):
                 try:
                     stack.enter_context(exclusive_lock(cfg.state_dir, wait=False))
                 except LockHeld as e:
-                    print(f"opsagent run: {e}", file=sys.stderr)
+                    print(f"{prog}: {e}", file=sys.stderr)
                     return 1
             return _run_locked(args, cfg, result.digest)
     finally:
@@ -133,7 +139,7 @@ def _run_locked(args: argparse.Namespace, cfg: schema.AgentConfig, digest: str |
     # every child we start through the same reaper so no exit status is stolen.
     reaper = OrphanReaper() if os.getpid() == 1 else ChildReaper()
     agent = Agent(args.config, cfg, clock=clock, registry=registry, health=health,
-                  env=os.environ, reaper=reaper)
+                  env=os.environ, reaper=reaper, jobs=getattr(args, "jobs", None))
     agent.validated_digest = digest   # the bytes validated above, not a later version
     agent.install_signal_handlers()
     observer = watch_config(args.config, lambda: agent.events.put(CONFIG_CHANGED))

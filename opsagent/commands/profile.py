@@ -1,13 +1,12 @@
 """`opsagent profile replay` (print the statistics a set of logs produces, deterministically)
-and `opsagent profile run` (run the [[profile]] pipelines of a config in the foreground)."""
+and `opsagent profile run` (the agent running only the [[profile]] pipelines of a config: the
+same signals, drain, reload, restart backoff, log level and HTTP telemetry as `opsagent run`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from typing import Any, BinaryIO
 import prometheus_client
 
 from opsagent.clock import SystemClock
+from opsagent.commands import agent
+from opsagent.commands.jobs import JobSelection
 from opsagent.config import schema
 from opsagent.processors.profile.config import ProfileConfig
 from opsagent.processors.profile.processor import ProfileProcessor
@@ -23,10 +24,6 @@ from opsagent.processors.profile.report import pipeline_json
 from opsagent.processors.profile.samples import Interval
 from opsagent.sinks.graphite import GraphiteConfig, GraphiteSink, format_lines
 from opsagent.sinks.statsd import StatsdConfig, StatsdSink, format_datagrams
-from opsagent.state.checkpoints import CheckpointStore
-from opsagent.telemetry import jsonlog
-
-log = logging.getLogger("opsagent.commands.profile")
 
 REPLAY_CHUNK_BYTES = 8 << 20  # ~60k profile lines per batch: enough repetition to count once
 
@@ -55,21 +52,18 @@ def register(sub: Any) -> None:
     r.add_argument("logs", nargs="+", metavar="LOG", help="log files ('-' for stdin)")
     r.set_defaults(func=replay)
 
-    u = psub.add_parser("run", help="run the [[profile]] pipelines until SIGTERM/SIGINT")
-    u.add_argument("--config", required=True)
-    u.add_argument("--pipeline", action="append", default=[])
+    u = psub.add_parser("run", help="the agent running only the [[profile]] pipelines, "
+                        "until SIGTERM/SIGINT")
+    u.add_argument("--config", required=True, help="agent TOML config with [[profile]] tables")
+    u.add_argument("--pipeline", action="append", default=[],
+                   help="only this [[profile]] name (repeatable; default: all)")
     u.add_argument("--no-checkpoints", action="store_true",
-                   help="do not save read positions in state_dir (tail.start_at applies)")
+                   help="no longer supported (exit 2): read positions are kept in state_dir")
     u.set_defaults(func=run)
 
 
 def _load(path: str, names: list[str]) -> list[ProfileConfig] | None:
-    loaded = _load_agent(path, names)
-    return loaded[1] if loaded is not None else None
-
-
-def _load_agent(path: str, names: list[str]) -> tuple[str, list[ProfileConfig]] | None:
-    """(state_dir, selected pipelines), or None after printing why not."""
+    """The selected pipelines, or None after printing why not."""
     cfg = schema.load_or_report(path)
     if cfg is None:
         return None
@@ -83,7 +77,7 @@ def _load_agent(path: str, names: list[str]) -> tuple[str, list[ProfileConfig]] 
     if not profiles:
         print(f"{path}: no [[profile]] pipelines configured", file=sys.stderr)
         return None
-    return cfg.state_dir, profiles
+    return profiles
 
 
 def read_batches(f: BinaryIO, max_line_bytes: int,
@@ -217,52 +211,12 @@ def _drain(sink: StatsdSink | GraphiteSink, timeout_secs: float = 10.0) -> None:
         print(f"graphite: {sink.pending_bytes()} bytes not sent", file=sys.stderr)
 
 
-def _checkpoints(state_dir: str, name: str, registry: prometheus_client.CollectorRegistry,
-                 disabled: bool) -> CheckpointStore | None:
-    """Read positions survive restarts (no double counting, no gap) when state_dir is usable."""
-    if disabled:
-        return None
-    try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    except OSError as e:
-        log.warning("no checkpoints: state_dir unusable", extra={
-            "component": "profile", "pipeline": name, "error": str(e)})
-        return None
-    return CheckpointStore(state_dir, f"profile-{name}", registry=registry)
-
-
 def run(args: argparse.Namespace) -> int:
-    from opsagent.pipelines.profile import ProfilePipeline
-
-    loaded = _load_agent(args.config, args.pipeline)
-    if loaded is None:
+    """The agent running only the selected [[profile]] pipelines (docs/profile.md)."""
+    if args.no_checkpoints:
+        print("opsagent profile run: --no-checkpoints is no longer supported: `profile run` is "
+              "the agent, which keeps read positions in state_dir; give the config a scratch "
+              "state_dir instead, or use `opsagent profile replay`", file=sys.stderr)
         return 2
-    state_dir, profiles = loaded
-    jsonlog.setup("info")
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()  # handlers only enqueue; the main thread does the work
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    clock = SystemClock()
-    registry = prometheus_client.CollectorRegistry()
-    pipelines = [ProfilePipeline(cfg, clock=clock, registry=registry,
-                                 checkpoints=_checkpoints(state_dir, cfg.name, registry,
-                                                          args.no_checkpoints))
-                 for cfg in profiles]
-    started = []
-    try:
-        for p in pipelines:
-            p.start()
-            started.append(p)
-        log.info("profile pipelines running", extra={
-            "component": "profile", "pipelines": [p.cfg.name for p in pipelines]})
-        while not stop.wait(1.0):
-            pass
-    finally:
-        for p in started:
-            p.stop()
-    log.info("profile pipelines stopped", extra={"component": "profile"})
-    return 0
+    args.jobs = JobSelection("opsagent profile run", "profile", frozenset(args.pipeline))
+    return agent.run(args)
