@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if placement:
         return 2
-    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
+    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json or None)
     if cfg.telemetry.log_level.lower() != "debug":
         # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
         logging.getLogger("kafka").setLevel(logging.CRITICAL)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if not forward:
         print(f"{args.config}: no [[forward]] pipeline configured", file=sys.stderr)
         return 2
-    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
+    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json or None)
     if cfg.telemetry.log_level.lower() != "debug":
         # kafka-python logs every connection at INFO; its warnings and errors still show.
         logging.getLogger("kafka").setLevel(logging.WARNING)
