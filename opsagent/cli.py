@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "opsagent.commands.rotate",
     "opsagent.commands.profile",
     "opsagent.commands.forward",
+    "opsagent.commands.status",
 )
 
 

@@ -248,6 +248,12 @@ def test_as_the_daemonset_every_job_works_and_stop_drains(
            and not _child_alive(agent_pid, orphan_pid), "the orphan to be reaped")
     assert c.get("/healthz")[0] == 200
 
+    # The live view from inside, as `kubectl exec ds/opsagent -- opsagent status --once ...`.
+    view = podman("exec", c.name, "opsagent", "status", "--once", "--interval", "0.5",
+                  "--config", "/etc/opsagent/opsagent.toml").stdout
+    assert "/pvc/pod-a/critical/critical.log" in view, view
+    assert "/pvc/pod-a/logs" in view and "/etc/opsagent/crontab:1" in view, view
+
     # SIGTERM via podman stop: the agent drains and exits 0 well before the SIGKILL.
     assert c.stop(STOP_TIMEOUT_SECS) == 0, c.tail()
     recs = c.records()
