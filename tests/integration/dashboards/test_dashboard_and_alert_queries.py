@@ -9,7 +9,9 @@ reload; those alerts must fire. `promtool check rules` checks the rule file."""
 
 from __future__ import annotations
 
+import html
 import json
+import os
 import re
 import shutil
 import signal
@@ -239,3 +241,30 @@ def test_alert_expression_runs_and_the_provoked_alerts_fire(live: Live,
                 f"{Path(live.log).parent / 'crontab'}:1"}
     else:
         assert live.prometheus.query(expr) == []
+
+
+SNAPSHOT_PANELS = ("Lines read / s", "Lag (undelivered bytes)", "Held while Kafka is away",
+                   "Quota use per group", "Runs and failures", "Requests / s",
+                   "Latency p99 (agent's sketch)", "Resident memory",
+                   "Kafka errors and dead letters")
+
+
+def test_snapshot_draws_the_panels_from_live_data(live: Live, tmp_path: Path) -> None:
+    """The picture in docs/img/dashboard.svg: the chosen panels drawn from the live scenario's
+    Prometheus (query_range), each with data. OPSAGENT_DASHBOARD_SNAPSHOT=PATH also writes it
+    there (OPSAGENT_DASHBOARD_SNAPSHOT_WAIT=SECS first lets more history accumulate)."""
+    from tests.integration.dashboards.snapshot import snapshot
+
+    chosen = {p["title"]: p for p in panels()}
+    wait = float(os.environ.get("OPSAGENT_DASHBOARD_SNAPSHOT_WAIT", "0"))
+    if wait:
+        signal.sigtimedwait([], wait)   # only when making the picture by hand
+    svg = snapshot(live.prometheus, [chosen[t] for t in SNAPSHOT_PANELS], 30.0 + wait,
+                   VARIABLES)
+    (tmp_path / "dashboard.svg").write_text(svg)
+    assert svg.count("<polyline") >= len(SNAPSHOT_PANELS)
+    assert "no data" not in svg
+    for title in SNAPSHOT_PANELS:
+        assert html.escape(title) in svg
+    if os.environ.get("OPSAGENT_DASHBOARD_SNAPSHOT"):
+        Path(os.environ["OPSAGENT_DASHBOARD_SNAPSHOT"]).write_text(svg)
