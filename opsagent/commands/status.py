@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import datetime
 import math
+import shutil
 import sys
 import time
 import urllib.error
@@ -357,8 +358,6 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
 
 
 def _width(out: TextIO) -> int:
-    import shutil
-
     try:
         return shutil.get_terminal_size().columns if out.isatty() else 160
     except (OSError, ValueError):
