@@ -26,6 +26,7 @@ import prometheus_client
 from opsagent.clock import Clock
 from opsagent.errors import FatalError, RetriableError
 from opsagent.pipelines.forward_config import ForwardConfig
+from opsagent.pipelines.forward_lag import forward_lag
 from opsagent.sinks.kafka import OutRecord, SinkClosed, SinkFull
 from opsagent.sources.tail import FileKey, Record
 from opsagent.telemetry.registry import PerRegistry
@@ -140,6 +141,7 @@ class ForwardPipeline:
         self._m_acks = m.acks.labels(cfg.name)
         self._m_errors = m.errors
         self._m_drain_unacked = m.drain_unacked.labels(cfg.name)
+        self._lag = forward_lag(registry)
         # Last submitted end offset of every file with deliveries not yet acknowledged.
         self._outstanding: dict[str, int] = {}
         self._keys: dict[str, FileKey] = {}
@@ -205,6 +207,7 @@ class ForwardPipeline:
         except BaseException:
             self._sink.close(0)
             raise
+        self._lag.add(self.name, self.pending_bytes)
 
     def step(self) -> int:
         """One iteration: route acks; hand the sink what it could not take last time, else new
@@ -313,6 +316,7 @@ class ForwardPipeline:
                                 extra={"component": "forward", "pipeline": self.name,
                                        "files": len(self._outstanding),
                                        "unsent_records": len(self._pending)})
+                self._lag.remove(self.name, self.pending_bytes)
                 self._source.stop()
         if fatal is not None:
             raise fatal
