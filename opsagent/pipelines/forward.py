@@ -48,6 +48,7 @@ class Source(Protocol):
 
     def start(self) -> None: ...
     def poll(self, max_records: int = ..., timeout: float = ...) -> list[Record]: ...
+    def discover(self) -> None: ...
     def ack(self, key: FileKey, end: int) -> None: ...
     def flush_partial(self) -> list[Record]: ...
     def stop(self) -> None: ...
@@ -208,10 +209,19 @@ class ForwardPipeline:
 
     def step(self) -> int:
         """One iteration: route acks; hand the sink what it could not take last time, else new
-        lines. Returns the number of records the sink took."""
+        lines. Returns the number of records the sink took.
+
+        While the sink is full the source is not polled (memory stays bounded), but it still
+        discovers files: one created and renamed out of the globs during an outage is opened
+        and followed, so it is read once the sink has room (issue 10, defect 1)."""
         self.route_acks()
         if self._pending:
-            return self._offer(self.cfg.poll_timeout_secs)
+            taken = self._offer(self.cfg.poll_timeout_secs)
+            try:
+                self._source.discover()
+            except (RetriableError, OSError) as e:
+                self._error("source", e)
+            return taken
         try:
             records = self._source.poll(self.cfg.max_batch_records, self.cfg.poll_timeout_secs)
         except RetriableError as e:

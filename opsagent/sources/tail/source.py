@@ -195,19 +195,36 @@ class TailSource:
             f.acked = segs[-1].end
         return sum(len(s.lines) for s in segs)
 
+    def discover(self) -> None:
+        """Rescan the globs when due (inotify event or rescan interval) and save due
+        checkpoints, without reading: new files are opened, so their content survives a later
+        rename out of the globs or a deletion, and renames are followed. The consumer calls it
+        while it cannot take records (Kafka down, sink full), so discovery never stalls."""
+        if not self._started:
+            return
+        with self._lock:
+            now = self._clock.monotonic()
+            self._rescan_if_due(now)
+            if now >= self._next_save:
+                self._save()
+                self._next_save = now + self._cfg.checkpoint_interval_secs
+
+    def _rescan_if_due(self, now: float) -> None:
+        # inotify says names changed: rescan, but at most once per _EVENT_RESCAN_SECS (a
+        # busy directory must not turn every poll into a directory walk).
+        event = self._waker.rescan.is_set() and now - self._last_rescan >= _EVENT_RESCAN_SECS
+        if event or now >= self._next_rescan:
+            self._waker.rescan.clear()
+            self._set.rescan(initial=False)
+            self._waker.watch_roots()
+            self._last_rescan = now
+            self._next_rescan = now + self._cfg.rescan_interval_secs
+
     def _collect(self, max_lines: int) -> list[tuple[TailedFile, list[Seg]]]:
         out: list[tuple[TailedFile, list[Seg]]] = []
         with self._lock:
             now = self._clock.monotonic()
-            # inotify says names changed: rescan, but at most once per _EVENT_RESCAN_SECS (a
-            # busy directory must not turn every poll into a directory walk).
-            event = self._waker.rescan.is_set() and now - self._last_rescan >= _EVENT_RESCAN_SECS
-            if event or now >= self._next_rescan:
-                self._waker.rescan.clear()
-                self._set.rescan(initial=False)
-                self._waker.watch_roots()
-                self._last_rescan = now
-                self._next_rescan = now + self._cfg.rescan_interval_secs
+            self._rescan_if_due(now)
             remaining = max_lines
             flushed: set[int] = set()
             files = list(self._set.files.values())

@@ -4,6 +4,7 @@ and, with the real tail source over real files, that checkpoints never pass an u
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +73,7 @@ class FakeSource:
         self.acks: list[tuple[FileKey, int]] = []
         self.stopped = False
         self.fail_next = False
+        self.discovered = 0
 
     def start(self) -> None:
         pass
@@ -81,6 +83,9 @@ class FakeSource:
             self.fail_next = False
             raise RetriableError("No space left on device")
         return self.batches.pop(0) if self.batches else []
+
+    def discover(self) -> None:
+        self.discovered += 1
 
     def ack(self, key: FileKey, end: int) -> None:
         self.acks.append((key, end))
@@ -346,6 +351,49 @@ def test_full_sink_keeps_the_rest_pending_and_reads_nothing_new() -> None:
     sink.poll_acked = list  # type: ignore[method-assign]
     assert p.step() == 1  # then "d"
     assert [r.value for r in sink.sent] == [b"a", b"b", b"c", b"d"]
+
+
+def test_full_sink_still_discovers_files_without_reading_them() -> None:
+    src = FakeSource([[rec(0, b"a"), rec(2, b"b")], [rec(4, b"c")]])
+    sink = FakeSink(auto_ack=False, room=1)
+    p = pipeline(src, sink, FakeClock())
+    p.open()
+    p.step()  # polls (which rescans itself); the sink takes "a"
+    assert src.discovered == 0
+    p.step()
+    p.step()
+    assert src.discovered == 2 and len(src.batches) == 1  # discovery, but no new reading
+
+
+def test_file_created_and_renamed_away_while_the_sink_is_full_is_delivered(
+        logs: Path) -> None:
+    # Issue 10, defect 1: Kafka down, the sink holds max_inflight_bytes; app.log is rotated,
+    # a new app.log gets lines and is renamed out of the globs too before Kafka is back.
+    d = logs / "logs"
+    first = [f"a {i}".encode() for i in range(10)]
+    (d / "app.log").write_bytes(b"".join(x + b"\n" for x in first))
+    clock = FakeClock()
+    sink = FakeSink(auto_ack=False, room=2)
+    p = real_pipeline(logs, sink, clock)
+    p.open()
+    for _ in range(3):
+        p.step()
+    assert len(sink.sent) == 2  # full
+    os.rename(d / "app.log", d / "app.log.1")
+    second = [f"b {i}".encode() for i in range(5)]
+    (d / "app.log").write_bytes(b"".join(x + b"\n" for x in second))
+    clock.advance(10.0)  # the periodic rescan is due (no inotify in this test)
+    p.step()
+    os.rename(d / "app.log", d / "app.log.2")
+    clock.advance(10.0)
+    p.step()
+    sink.room = None  # Kafka is back
+    sink.auto_ack = True
+    pump(p, sink, 15)
+    p.drain()
+    got = [r.value for r in sink.sent]
+    assert sorted(got) == sorted(first + second)
+    assert [x for x in got if x.startswith(b"b")] == second
 
 
 def test_drain_sends_pending_before_partial_lines() -> None:
