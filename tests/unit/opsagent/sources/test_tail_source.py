@@ -239,13 +239,55 @@ def test_multiline_joins_stack_traces_with_spans(env: Env) -> None:
     assert [(r.data, r.end) for r in recs] == [(b"INFO next", len(content))]
 
 
-def test_flush_partial_emits_held_data(env: Env) -> None:
-    env.write("app.log", b"ERROR x\n\tat y\ntail-without-newline")
-    src = env.source(multiline=MultilineConfig())
+def test_flush_partial_emits_held_data_of_a_deleted_file_read_to_its_end(env: Env) -> None:
+    path = env.write("app.log", b"ERROR x\n\tat y\ntail-without-newline")
+    src = env.source(multiline=MultilineConfig(flush_timeout_secs=100.0),
+                     deleted_file_max_secs=1000.0)
     assert drain(src) == []
+    path.unlink()  # nobody can read it again after a restart: shutdown sends what is held
     recs = src.flush_partial()
     assert [(r.data, r.start, r.end) for r in recs] == [
         (b"ERROR x\n\tat y", 0, 14), (b"tail-without-newline", 14, 34)]
+
+
+def test_shutdown_never_emits_the_partial_line_of_a_live_file(env: Env) -> None:
+    # Issue 10, defect 3: the checkpoint stays before the partial line; the restart reads the
+    # line whole once the writer finished it.
+    env.write("app.log", b"first\npart")
+    src = env.source()
+    assert lines(drain(src)) == [b"first"]
+    assert src.flush_partial() == []
+    src.stop()
+    [cp] = json.loads((env.state / "p.json").read_text())["entries"].values()
+    assert cp["offset"] == 6
+    env.write("app.log", b"ial\n")
+    recs = drain(env.source())
+    assert [(r.data, r.start, r.end) for r in recs] == [(b"partial", 6, 14)]
+
+
+def test_partial_line_at_the_read_ahead_cap_is_not_split(env: Env) -> None:
+    # Issue 10, defect 3: Kafka is down, the source stops at max_read_ahead_bytes in the
+    # middle of a line; however long that lasts, the line is not cut in two records.
+    env.write("app.log", b"a" * 20 + b"\n" + b"b" * 20 + b"\n")
+    src = env.source(read_chunk_bytes=32, max_read_ahead_bytes=32)
+    first = drain(src, ack=False)
+    assert lines(first) == [b"a" * 20]
+    env.clock.advance(60.0)
+    assert drain(src, ack=False) == []
+    src.ack(first[0].key, first[0].end)
+    assert [(r.data, r.start, r.end) for r in drain(src)] == [(b"b" * 20, 21, 42)]
+
+
+def test_partial_line_timeout_counts_from_when_the_file_stopped_growing(env: Env) -> None:
+    # No poll for a while (sink full), the rest of the line written meanwhile: one record.
+    env.write("app.log", b"part")
+    src = env.source()
+    assert drain(src) == []
+    env.clock.advance(4.0)
+    assert drain(src) == []
+    env.write("app.log", b"ial\n")
+    env.clock.advance(30.0)
+    assert [(r.data, r.start, r.end) for r in drain(src)] == [(b"partial", 0, 8)]
 
 
 def test_ack_of_unknown_key_is_ignored(env: Env) -> None:
