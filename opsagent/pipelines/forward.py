@@ -199,8 +199,13 @@ class ForwardPipeline:
             self.drain()
 
     def open(self) -> None:
-        """Start the sink, then the source (which loads checkpoints and scans the globs)."""
-        self._sink.start()
+        """Start the sink, then the source (which loads checkpoints and scans the globs; log
+        rotation may have made it scan already, see pending_by_file)."""
+        try:
+            self._sink.start()
+        except BaseException:
+            self._source.stop()  # closes files a scan on rotation's request opened
+            raise
         try:
             self._source.start()
         except BaseException:
@@ -279,7 +284,9 @@ class ForwardPipeline:
 
     def pending_by_file(self) -> dict[tuple[int, int], int]:
         """Like pending_bytes() but keyed by (st_dev, st_ino): rotation matches it against its
-        own snapshot, so a rename between the two scans cannot hide undelivered bytes."""
+        own snapshot, so a rename between the two scans cannot hide undelivered bytes. Asked
+        before the source started (Kafka still connecting), the source runs its first scan
+        now: every file the globs match is opened and counts as undelivered until delivered."""
         return self._source.pending_by_file()
 
     def drain(self) -> None:

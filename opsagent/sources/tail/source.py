@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from collections.abc import Mapping
 
@@ -69,6 +70,9 @@ class TailSource:
         self._set = FileSet(name, cfg, clock, self._matcher, self._fields, m)
         self._set.hold_partial = hold_partial_lines
         self._started = False
+        self._scanned = False  # the first scan (_first_scan) is done
+        self._stopped = False  # stop() ran: files closed, pending_* report the globs' files
+        self._at_stop: dict[tuple[int, int], int] = {}  # ... and what was pending at stop()
         self._last_saved: dict[str, tuple[int, str]] = {}
         self._next_rescan = self._next_save = self._last_rescan = 0.0
         self._next_first = 0  # index of the file the next poll reads first
@@ -82,25 +86,42 @@ class TailSource:
             if self._started:
                 return
             self._started = True
-            loaded = self._store.load() if self._store is not None else {}
-            if self._store is not None and self._store.state_lost and self._set.start_at_end:
-                # Every generation corrupt: files present now may hold lines written while the
-                # agent was down. Read them from the start: duplicates instead of loss.
-                self._set.start_at_end = False
-                log.warning("checkpoints lost: reading present files from their start despite "
-                            "start_at = \"end\"",
-                            extra={"component": "tail", "pipeline": self.name})
-            self._set.resume_from = {(cp.dev, cp.ino): cp for cp in loaded.values()}
-            # Files renamed away while the agent was down are older: open (and read) them first.
-            self._set.find_renamed_while_stopped()
-            now = self._clock.monotonic()
-            self._set.orphans_until = now + self._cfg.deleted_file_max_secs
-            self._set.rescan(initial=True)
-            self._last_rescan = now
-            self._next_rescan = now + self._cfg.rescan_interval_secs
-            self._next_save = now + self._cfg.checkpoint_interval_secs
+            self._first_scan()
         if self._use_watchdog:
             self._waker.start()
+
+    def _first_scan(self) -> None:
+        """Load checkpoints and open every file the globs match (once; under the lock).
+
+        start() runs it, and so does the first pending_by_file()/pending_bytes() call if it
+        comes earlier (rotation asking while the pipeline still connects to Kafka): until this
+        scan every file of ours is undelivered, and once it is done every file is held open
+        and followed through renames, so rotation cannot destroy what was never read
+        (issue 10, defect 4)."""
+        if self._scanned:
+            return
+        loaded = self._store.load() if self._store is not None else {}
+        if self._store is not None and self._store.state_lost and self._set.start_at_end:
+            # Every generation corrupt: files present now may hold lines written while the
+            # agent was down. Read them from the start: duplicates instead of loss.
+            self._set.start_at_end = False
+            log.warning("checkpoints lost: reading present files from their start despite "
+                        "start_at = \"end\"",
+                        extra={"component": "tail", "pipeline": self.name})
+        self._set.resume_from = {(cp.dev, cp.ino): cp for cp in loaded.values()}
+        # Files renamed away while the agent was down are older: open (and read) them first.
+        self._set.find_renamed_while_stopped()
+        now = self._clock.monotonic()
+        self._set.orphans_until = now + self._cfg.deleted_file_max_secs
+        self._set.rescan(initial=True)
+        self._last_rescan = now
+        self._next_rescan = now + self._cfg.rescan_interval_secs
+        self._next_save = now + self._cfg.checkpoint_interval_secs
+        self._scanned = True
+        # Saved at once: a file found now and renamed out of the globs before the first
+        # periodic save (rotation at start, a crash, a stop stuck in a Kafka connect) is found
+        # again by its inode after a restart.
+        self._save()
 
     def stop(self) -> None:
         """Stop watching, save checkpoints, close files."""
@@ -112,9 +133,13 @@ class TailSource:
                 # finds them by inode and reads them.
                 self._set.rescan(initial=False)
             self._save()
+            # What was not delivered stays reported after the files are closed: rotation must
+            # not destroy it before the next run (or the pipeline replacing this one) has it.
+            self._at_stop = {(f.key.dev, f.key.ino): n for f, n in self._pending() if n}
             for f in list(self._set.files.values()):
                 self._set.close(f)
             self._started = False
+            self._stopped = True
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -161,6 +186,8 @@ class TailSource:
         Thread-safe; rotation uses it to avoid deleting undelivered data."""
         out: dict[str, int] = {}
         with self._lock:
+            if not self._ready_to_report():
+                return {path: size for path, (_, size) in self._matching().items()}
             for f, n in self._pending():
                 out[f.path] = out.get(f.path, 0) + n
         return out
@@ -169,7 +196,41 @@ class TailSource:
         """Like pending_bytes() but keyed by (st_dev, st_ino), for callers that hold the file
         open and fstat it (robust against renames between the two calls)."""
         with self._lock:
+            if not self._ready_to_report():
+                return {**self._at_stop, **dict(self._matching().values())}
             return {(f.key.dev, f.key.ino): n for f, n in self._pending()}
+
+    def _ready_to_report(self) -> bool:
+        """Make sure the first scan ran (rotation may ask before start()); False when the
+        files cannot be reported one by one (scan failed, source stopped): then every file
+        the globs match counts as undelivered in full."""
+        if self._stopped:
+            return False
+        if not self._scanned:
+            try:
+                self._first_scan()
+            except (OSError, RetriableError) as e:
+                log.warning("first scan failed: every matching file counts as undelivered",
+                            extra={"component": "tail", "pipeline": self.name,
+                                   "error": str(e)})
+                return False
+            log.info("first scan done before the pipeline started, on rotation's request: "
+                     "its files are held open and count as undelivered until delivered",
+                     extra={"component": "tail", "pipeline": self.name,
+                            "files": len(self._set.files)})
+        return True
+
+    def _matching(self) -> dict[str, tuple[tuple[int, int], int]]:
+        """Every regular file the globs match now: path -> ((st_dev, st_ino), size)."""
+        out: dict[str, tuple[tuple[int, int], int]] = {}
+        for c in self._matcher.scan()[0]:
+            try:
+                st = os.lstat(c.path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out[c.path] = ((st.st_dev, st.st_ino), st.st_size)
+        return out
 
     def _pending(self) -> list[tuple[TailedFile, int]]:
         out: list[tuple[TailedFile, int]] = []

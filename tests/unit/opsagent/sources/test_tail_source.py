@@ -129,7 +129,7 @@ def test_checkpoint_advances_only_to_acked_offset(env: Env) -> None:
     (entry,) = doc["entries"].values()
     assert entry["offset"] == 4
     assert entry["path"] == str(env.logs / "app.log")
-    assert env.metric("opsagent_checkpoint_writes_total") == 1
+    assert env.metric("opsagent_checkpoint_writes_total") == 2  # the first scan's, this one
     src.stop()
 
     # A restart resumes at the acked offset: "c" is delivered again, "a", "b" are not.
@@ -350,3 +350,38 @@ def test_a_busy_file_does_not_starve_the_others(env: Env) -> None:
     assert any(b"b" in batch for batch in first_polls)
     rest = drain(src)
     assert sum(len(b) for b in first_polls) + len(rest) == 200
+
+
+def test_rotation_asking_before_start_gets_every_matching_file_and_its_renames_are_followed(
+        env: Env) -> None:
+    # Issue 10, defect 4: the forwarder still connects to Kafka (source not started) when
+    # rotation asks what is undelivered; the first scan runs now, every file of ours counts.
+    path = env.write("app.log", b"".join(f"line {i}\n".encode() for i in range(100)))
+    env.write("other.txt", b"not ours\n")
+    src = env.source(start=False)
+    st = path.stat()
+    assert src.pending_by_file() == {(st.st_dev, st.st_ino): st.st_size}
+    assert src.pending_bytes() == {str(path): st.st_size}
+    path.rename(env.logs / "app.log.20261203-000000")  # rotation renames it out of the globs
+    [cp] = json.loads((env.state / "p.json").read_text())["entries"].values()
+    assert (cp["ino"], cp["offset"]) == (st.st_ino, 0)  # saved at once: found after a crash
+    src.start()
+    env.rescan()
+    got = drain(src)
+    assert lines(got) == [f"line {i}".encode() for i in range(100)]
+    assert src.pending_by_file() == {(st.st_dev, st.st_ino): 0}
+
+
+def test_a_stopped_source_reports_every_matching_file_and_what_it_left_undelivered(
+        env: Env) -> None:
+    path = env.write("app.log", b"a\n")
+    old = env.write("old.log", b"b\nc\n")
+    src = env.source()
+    drain(src, ack=False)
+    old.rename(env.logs / "old.log.1")
+    env.rescan()
+    drain(src, ack=False)
+    src.stop()
+    st, st_old = path.stat(), (env.logs / "old.log.1").stat()
+    assert src.pending_by_file() == {(st.st_dev, st.st_ino): 2,
+                                     (st_old.st_dev, st_old.st_ino): 4}
