@@ -443,6 +443,27 @@ def test_example_config_loads() -> None:
     assert fwd.tail.multiline is not None
 
 
+@pytest.mark.parametrize("name", ["forward.example.toml", "opsagent.example.toml"])
+def test_shipped_forward_globs_follow_rotated_names_but_skip_compressed_archives(
+        name: str) -> None:
+    # Issue 10, defect 2: a file created and renamed away while the agent is down is only
+    # found at start if its rotated name is inside the globs; compressed copies must not be
+    # read (their content is the same lines again, compressed).
+    from opsagent.config import schema
+    from opsagent.sources.tail.discovery import Matcher
+
+    root = Path(__file__).resolve().parents[4]
+    fwd = schema.load(str(root / "config" / name)).forward[0]  # type: ignore[attr-defined]
+    m = Matcher(fwd.tail.include, fwd.tail.exclude)
+    logs = "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/pvc-1/mount/logs"
+    for ours in ("critical.log", "critical-audit.log", "critical.log.1", "critical.log.2",
+                 "critical.log.20261203-063140", "critical.log.20261203-063140.1"):
+        assert m.matches(f"{logs}/{ours}"), ours
+    for not_ours in ("critical.log.20261203-063140.zst", "critical.log.1.gz", "app.log",
+                     ".opsagent-tmp.critical.log.1"):
+        assert not m.matches(f"{logs}/{not_ours}"), not_ours
+
+
 def test_unknown_key_is_reported_with_its_path(tmp_path: Path) -> None:
     from opsagent.config import schema
     from opsagent.errors import ConfigErrors
