@@ -1,7 +1,9 @@
-"""inotify on exactly the directories a rotation policy matched, and on the directories above
-them down from the glob's trusted prefix: writes, creations, renames and deletions in a matched
-directory put its path on the loop's queue; a directory appearing or going above them, or a queue
-overflow, puts FULL (run a full pass, which also re-syncs the watches).
+"""One non-recursive inotify watcher for log directories, shared by rotation and tail discovery:
+a watch on exactly the directories a policy or a glob matched, and on the directories above them
+down from the glob's trusted prefix. Writes, creations, renames and deletions in a matched
+directory put its path on the owner's queue (and/or call its `notify`); a directory appearing or
+going above them, or a queue overflow, puts FULL (run a full pass, which also re-syncs the
+watches).
 
 Watching nothing else (not recursively under the trusted prefix, as watchdog would) keeps
 writers from using up fs.inotify.max_user_watches with directories of their own and keeps events
@@ -21,9 +23,9 @@ import queue
 import select
 import struct
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
-log = logging.getLogger("opsagent.rotation")
+log = logging.getLogger("opsagent.dirwatch")
 
 FULL = ""   # on the queue: run a full pass
 
@@ -34,6 +36,7 @@ _ONLYDIR, _DONT_FOLLOW = 0x01000000, 0x02000000
 _NONBLOCK, _CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 UPPER_MASK = _CREATE | _MOVED_TO | _MOVED_FROM | _DELETE | _DELETE_SELF | _MOVE_SELF
 LEAF_MASK = UPPER_MASK | _MODIFY | _CLOSE_WRITE
+_NAMES = _CREATE | _MOVED_TO | _MOVED_FROM | _DELETE
 _HEADER = struct.Struct("iIII")
 
 
@@ -42,11 +45,17 @@ def _libc() -> ctypes.CDLL:
 
 
 class DirWatcher:
-    """One inotify instance for one policy; `sync` sets the watched directories, `pump` (run in
-    a thread) turns events into queue items until `stop` is set."""
+    """One inotify instance for one owner (a rotation policy, a tail source); `sync` sets the
+    watched directories, `pump` (run in a thread) turns events into queue items until `stop` is
+    set. `notify(path, names_changed)`, when given, is also called per dirty directory (FULL:
+    path ""), names_changed telling a creation/rename/deletion from a write."""
 
-    def __init__(self, q: queue.Queue[str]) -> None:
+    def __init__(self, q: queue.Queue[str] | None = None, *,
+                 notify: Callable[[str, bool], None] | None = None,
+                 component: str = "rotation") -> None:
         self.q = q
+        self._notify = notify
+        self._component = component
         self._libc = _libc()
         self.fd = self._libc.inotify_init1(_NONBLOCK | _CLOEXEC)
         if self.fd < 0:
@@ -83,7 +92,7 @@ class DirWatcher:
             if err == errno.ENOSPC and not self._exhausted_logged:
                 self._exhausted_logged = True
                 log.error("inotify watches exhausted (fs.inotify.max_user_watches): relying on "
-                          "the periodic rescan", extra={"component": "rotation", "file": path})
+                          "the periodic rescan", extra={"component": self._component, "file": path})
             return False  # vanished, or not a directory any more: the next full pass sees it
         old = self._by_wd.get(wd)
         if old is not None:          # the same directory under another name
@@ -110,14 +119,14 @@ class DirWatcher:
             self._dispatch(data)
 
     def _dispatch(self, data: bytes) -> None:
-        dirty: set[str] = set()
+        dirty: dict[str, bool] = {}  # path -> names changed there
         off = 0
         with self._lock:
             while off + _HEADER.size <= len(data):
                 wd, mask, _cookie, length = _HEADER.unpack_from(data, off)
                 off += _HEADER.size + length
                 if mask & _Q_OVERFLOW:
-                    dirty.add(FULL)
+                    dirty[FULL] = True
                     continue
                 path, leaf = self._by_wd.get(wd, ("", False))
                 if mask & (_IGNORED | _MOVE_SELF):
@@ -126,15 +135,18 @@ class DirWatcher:
                     if mask & _MOVE_SELF and path:
                         self._libc.inotify_rm_watch(self.fd, wd)
                     self._forget(wd)
-                    dirty.add(FULL)
+                    dirty[FULL] = True
                 elif not path:
                     continue
                 elif leaf and not mask & (_DELETE_SELF | _MOVE_SELF):
-                    dirty.add(path)
+                    dirty[path] = dirty.get(path, False) or bool(mask & _NAMES)
                 elif mask & (_ISDIR | _DELETE_SELF | _MOVE_SELF):
-                    dirty.add(FULL)   # a directory came or went: discovery may change
-        for d in dirty:
-            self.q.put(d)
+                    dirty[FULL] = True   # a directory came or went: discovery may change
+        for d, names in dirty.items():
+            if self.q is not None:
+                self.q.put(d)
+            if self._notify is not None:
+                self._notify(d, names)
 
     def close(self) -> None:
         os.close(self.fd)

@@ -287,7 +287,7 @@ class TailSource:
         if event or now >= self._next_rescan:
             self._waker.rescan.clear()
             self._set.rescan(initial=False)
-            self._waker.watch_roots()
+            self._waker.sync(*self._matcher.watch_dirs)
             self._last_rescan = now
             self._next_rescan = now + self._cfg.rescan_interval_secs
 

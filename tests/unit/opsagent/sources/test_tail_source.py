@@ -335,10 +335,10 @@ def test_checkpoint_write_failure_is_counted_and_retried(env: Env) -> None:
 def test_event_rescans_are_rate_limited(env: Env) -> None:
     src = env.source()
     env.write("app.log", b"a\n")
-    src._waker.on_event("created")  # as the watchdog thread would
+    src._waker.on_event(str(env.logs), True)  # as the inotify thread would
     assert drain(src) == []  # too soon after the start-up scan
     env.clock.advance(0.25)
-    src._waker.on_event("created")
+    src._waker.on_event(str(env.logs), True)
     assert lines(drain(src)) == [b"a"]
 
 
