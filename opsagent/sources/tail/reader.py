@@ -230,13 +230,16 @@ class TailedFile:
         Only a real stop at EOF counts (issue 10, defect 3): the last read found the end
         (at_eof), nothing was read since `partial_line_timeout_secs`, and an fstat now still
         shows no byte beyond the read position. Reading held back by the read-ahead cap or a
-        full sink is no reason to split a line in two records."""
+        full sink is no reason to split a line in two records, nor a multiline group (its
+        next lines may be right behind the cap)."""
+        if not self.at_eof:
+            return
         now = self._clock.monotonic()
-        if ((self.buf or self.skipping) and not self._hold_partial and self.at_eof
+        if ((self.buf or self.skipping) and not self._hold_partial
                 and now - self.last_growth >= self._cfg.partial_line_timeout_secs
                 and self.at_end()):
             self._flush_buf()
-        if self.joiner is not None:
+        if self.joiner is not None and self.joiner.held and self.at_end():
             self._queue_lines(self.joiner.flush_due())
 
     def at_end(self) -> bool:

@@ -278,6 +278,21 @@ def test_partial_line_at_the_read_ahead_cap_is_not_split(env: Env) -> None:
     assert [(r.data, r.start, r.end) for r in drain(src)] == [(b"b" * 20, 21, 42)]
 
 
+def test_multiline_group_at_the_read_ahead_cap_is_not_split(env: Env) -> None:
+    head = b"x" * 20 + b"\n"
+    trace = b"ERROR boom\n\tat a.B(C.java:1)\n\tat d.E(F.java:2)\n"
+    env.write("app.log", head + trace + b"INFO next\n")
+    src = env.source(read_chunk_bytes=32, max_read_ahead_bytes=64,
+                     multiline=MultilineConfig(flush_timeout_secs=2.0))
+    first = drain(src, ack=False)
+    assert lines(first) == [b"x" * 20]
+    env.clock.advance(60.0)  # the group waits at the cap, not at EOF
+    assert drain(src, ack=False) == []
+    src.ack(first[0].key, first[0].end)
+    env.clock.advance(60.0)
+    assert lines(drain(src))[0] == trace[:-1]
+
+
 def test_partial_line_timeout_counts_from_when_the_file_stopped_growing(env: Env) -> None:
     # No poll for a while (sink full), the rest of the line written meanwhile: one record.
     env.write("app.log", b"part")
