@@ -50,7 +50,7 @@ class TailSource:
         registry: prometheus_client.CollectorRegistry,
         static_fields: Mapping[str, str] = {},  # read only
         auto_ack: bool = False,
-        use_watchdog: bool = True,
+        use_inotify: bool = True,
         hold_partial_lines: bool = False,
     ) -> None:
         """`hold_partial_lines`: a last line without newline is never emitted because of
@@ -61,7 +61,7 @@ class TailSource:
         self._store = checkpoints
         self._clock = clock
         self._auto_ack = auto_ack
-        self._use_watchdog = use_watchdog
+        self._use_inotify = use_inotify
         self._matcher = Matcher(cfg.include, cfg.exclude)
         self._fields = PathFields(static_fields, cfg.path_pattern)
         self._waker = Waker(self._matcher)
@@ -81,13 +81,13 @@ class TailSource:
     # ---- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load checkpoints, scan the globs once, start watching (watchdog thread)."""
+        """Load checkpoints, scan the globs once, start watching (inotify thread)."""
         with self._lock:
             if self._started:
                 return
             self._started = True
             self._first_scan()
-        if self._use_watchdog:
+        if self._use_inotify:
             self._waker.start()
 
     def _first_scan(self) -> None:

@@ -260,7 +260,7 @@ def real_pipeline(tmp: Path, sink: FakeSink, clock: FakeClock) -> ForwardPipelin
     reg = prometheus_client.CollectorRegistry()
     store = CheckpointStore(str(tmp / "state"), cfg.name, registry=reg)
     source = TailSource(cfg.name, cfg.tail, checkpoints=store, clock=clock, registry=reg,
-                        static_fields={"node": "n1"}, use_watchdog=False)
+                        static_fields={"node": "n1"}, use_inotify=False)
     return ForwardPipeline(cfg, source=source, sink=sink, clock=clock, registry=reg,
                            wait=clock.advance)
 

@@ -32,7 +32,7 @@ def test_invalid_utf8_passes_through(env: Env) -> None:
 def test_appended_data_is_read_by_later_polls(env: Env) -> None:
     src = env.source()
     env.write("app.log", b"a\n")
-    assert drain(src) == []  # not yet discovered: no watchdog, rescan not due
+    assert drain(src) == []  # not yet discovered: no inotify, rescan not due
     env.rescan()
     assert lines(drain(src)) == [b"a"]
     env.write("app.log", b"b\nc\n")
@@ -319,9 +319,9 @@ def test_poll_before_start_is_an_error(env: Env) -> None:
         src.poll(timeout=0)
 
 
-def test_watchdog_event_wakes_poll(env: Env) -> None:
-    # No periodic rescan within the test: only the watchdog event can find the new file.
-    src = env.source(use_watchdog=True, rescan_interval_secs=3600.0)
+def test_inotify_event_wakes_poll(env: Env) -> None:
+    # No periodic rescan within the test: only the inotify event can find the new file.
+    src = env.source(use_inotify=True, rescan_interval_secs=3600.0)
     env.write("app.log", b"hello\n")
     got = []
     for _ in range(300):  # bounded: each poll waits at most 0.1 s for an inotify event
