@@ -274,9 +274,15 @@ class Waker:
                         extra={"component": "tail", "error": str(e)})
             return
         self._watcher = watcher
-        self._halt.clear()
-        self._thread = threading.Thread(target=watcher.pump, args=(self._halt,),
-                                        name="tail-inotify", daemon=True)
+        self._halt = halt = threading.Event()
+
+        def pump() -> None:
+            try:
+                watcher.pump(halt)
+            finally:
+                watcher.close()  # here, not in stop(): stop never waits for the poll to end
+
+        self._thread = threading.Thread(target=pump, name="tail-inotify", daemon=True)
         self._thread.start()
         self.sync(*self._matcher.watch_dirs)
 
@@ -295,10 +301,7 @@ class Waker:
         self.wake.set()
 
     def stop(self) -> None:
-        w, t = self._watcher, self._thread
+        """Stop watching; the watcher's thread ends (and closes its inotify fd) within its
+        poll interval, without the caller (a drain on a deadline) waiting for it."""
         self._watcher = self._thread = None
         self._halt.set()
-        if t is not None:
-            t.join(timeout=5)
-        if w is not None:
-            w.close()
