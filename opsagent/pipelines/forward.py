@@ -49,6 +49,7 @@ class Source(Protocol):
 
     def start(self) -> None: ...
     def poll(self, max_records: int = ..., timeout: float = ...) -> list[Record]: ...
+    def discover(self) -> None: ...
     def ack(self, key: FileKey, end: int) -> None: ...
     def flush_partial(self) -> list[Record]: ...
     def stop(self) -> None: ...
@@ -200,8 +201,13 @@ class ForwardPipeline:
             self.drain()
 
     def open(self) -> None:
-        """Start the sink, then the source (which loads checkpoints and scans the globs)."""
-        self._sink.start()
+        """Start the sink, then the source (which loads checkpoints and scans the globs; log
+        rotation may have made it scan already, see pending_by_file)."""
+        try:
+            self._sink.start()
+        except BaseException:
+            self._source.stop()  # closes files a scan on rotation's request opened
+            raise
         try:
             self._source.start()
         except BaseException:
@@ -211,10 +217,19 @@ class ForwardPipeline:
 
     def step(self) -> int:
         """One iteration: route acks; hand the sink what it could not take last time, else new
-        lines. Returns the number of records the sink took."""
+        lines. Returns the number of records the sink took.
+
+        While the sink is full the source is not polled (memory stays bounded), but it still
+        discovers files: one created and renamed out of the globs during an outage is opened
+        and followed, so it is read once the sink has room (issue 10, defect 1)."""
         self.route_acks()
         if self._pending:
-            return self._offer(self.cfg.poll_timeout_secs)
+            taken = self._offer(self.cfg.poll_timeout_secs)
+            try:
+                self._source.discover()
+            except (RetriableError, OSError) as e:
+                self._error("source", e)
+            return taken
         try:
             records = self._source.poll(self.cfg.max_batch_records, self.cfg.poll_timeout_secs)
         except RetriableError as e:
@@ -272,7 +287,9 @@ class ForwardPipeline:
 
     def pending_by_file(self) -> dict[tuple[int, int], int]:
         """Like pending_bytes() but keyed by (st_dev, st_ino): rotation matches it against its
-        own snapshot, so a rename between the two scans cannot hide undelivered bytes."""
+        own snapshot, so a rename between the two scans cannot hide undelivered bytes. Asked
+        before the source started (Kafka still connecting), the source runs its first scan
+        now: every file the globs match is opened and counts as undelivered until delivered."""
         return self._source.pending_by_file()
 
     def drain(self) -> None:
