@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 import queue
 import signal
 import threading
@@ -399,26 +398,12 @@ class Agent:
 
 
 def watch_config(path: str, notify: Callable[[], None]) -> Any:
-    """Watch the config file's directory (a ConfigMap update is a `..data` symlink swap there,
-    not a write to the file); an event on the file's name or a `..` entry is a hint: the main
-    loop waits for the file to settle and compares the content. Events on other files in the
-    directory are ignored (they would keep postponing the reload)."""
-    from watchdog.events import FileSystemEvent, FileSystemEventHandler
-    from watchdog.observers import Observer
+    """Watch the config file the way gorun watches crontabs (gorun/watch.py: the directory, so a
+    ConfigMap's `..data` symlink swap counts; events on other files are ignored, as they would
+    keep postponing the reload). An event is only a hint: the main loop waits for the file to
+    settle and compares the content. Returns the started watcher (`stop()` at shutdown)."""
+    from gorun.watch import CrontabWatcher
 
-    from gorun.watch import is_relevant
-
-    names = {os.path.basename(path)}
-
-    class Handler(FileSystemEventHandler):
-        def on_any_event(self, event: FileSystemEvent) -> None:
-            src = os.fsdecode(event.src_path)
-            dest = os.fsdecode(getattr(event, "dest_path", "") or "")
-            if is_relevant(event.event_type, src, dest, names):
-                notify()
-
-    observer = Observer()
-    observer.schedule(Handler(), os.path.dirname(os.path.abspath(path)) or ".", recursive=False)
-    observer.daemon = True
-    observer.start()
-    return observer
+    watcher = CrontabWatcher([path], notify)
+    watcher.start()
+    return watcher
