@@ -31,7 +31,7 @@ if TYPE_CHECKING:   # the job modules are imported when a component is built, no
     from gorun.reaper import Reaper
     from opsagent.config.schema import CronConfig
     from opsagent.pipelines.forward_config import ForwardConfig
-    from opsagent.processors.profile.config import ProfileConfig
+    from opsagent.pipelines.profile_config import ProfileConfig
     from opsagent.rotation.config import RotateConfig
     from opsagent.rotation.metrics import RotationMetrics
     from opsagent.rotation.service import Undelivered

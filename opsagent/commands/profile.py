@@ -18,12 +18,14 @@ from opsagent.clock import SystemClock
 from opsagent.commands import agent
 from opsagent.commands.jobs import JobSelection
 from opsagent.config import schema
-from opsagent.processors.profile.config import ProfileConfig
+from opsagent.pipelines.profile_config import ProfileConfig
 from opsagent.processors.profile.processor import ProfileProcessor
 from opsagent.processors.profile.report import pipeline_json
-from opsagent.processors.profile.samples import Interval
-from opsagent.sinks.graphite import GraphiteConfig, GraphiteSink, format_lines
-from opsagent.sinks.statsd import StatsdConfig, StatsdSink, format_datagrams
+from opsagent.samples import Interval
+from opsagent.sinks.graphite import GraphiteSink, format_lines
+from opsagent.sinks.graphite_config import GraphiteConfig
+from opsagent.sinks.statsd import StatsdSink, format_datagrams
+from opsagent.sinks.statsd_config import StatsdConfig
 
 REPLAY_CHUNK_BYTES = 8 << 20  # ~60k profile lines per batch: enough repetition to count once
 

@@ -12,9 +12,9 @@ from typing import Protocol
 import prometheus_client
 
 from opsagent.clock import Clock
-from opsagent.processors.profile.config import ProfileConfig
+from opsagent.pipelines.profile_config import ProfileConfig
 from opsagent.processors.profile.processor import ProfileProcessor
-from opsagent.processors.profile.samples import Interval
+from opsagent.samples import Interval
 from opsagent.sinks.graphite import GraphiteSink
 from opsagent.sinks.statsd import StatsdSink
 from opsagent.sources.tail import Batch, Record, TailSource

@@ -13,8 +13,8 @@ import prometheus_client
 from opsagent.clock import FakeClock
 from opsagent.config.loader import from_dict
 from opsagent.pipelines.profile import ProfilePipeline
-from opsagent.processors.profile.config import ProfileConfig
-from opsagent.processors.profile.samples import Interval
+from opsagent.pipelines.profile_config import ProfileConfig
+from opsagent.samples import Interval
 from opsagent.sources.tail import Batch, FileKey, Record
 from opsagent.state.checkpoints import decode
 
