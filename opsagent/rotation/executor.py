@@ -1,6 +1,11 @@
 """Carries out a rotation plan with the fd-relative operations of safefs, and snapshots
 directories for the planner.
 
+Every open of a log's content (copytruncate, truncation, compression, verification) and every
+archive creation is made with the file-system identity of the directory's owner (safefs,
+opsagent.fsidentity): a hard link planted to a file the owner could not touch is refused by the
+kernel. Archives keep the owner, group, permission bits and mtime of what they archive.
+
 Crash safety: a compressed archive is written to `.opsagent-tmp.<random>`, fsynced, renamed (never
 replacing) to `<archive>.zst`, the directory fsynced, and only then the original removed. A crash
 at any step leaves either the original alone, or the original plus a complete `.zst` (the next
@@ -177,7 +182,7 @@ class Executor:
         try:
             safefs.check_sparse(a.name, st)
             with _temp_name() as tmp:
-                dst = safefs.create_excl(dir_fd, tmp)
+                dst = safefs.create_like(dir_fd, tmp, st)
                 try:
                     copied = self._copy(src, dst, 0, st.st_size)
                     self.fault("copytruncate:copied")
@@ -192,6 +197,7 @@ class Executor:
                 self.fault("copytruncate:renamed")
                 # Catch up with what was appended meanwhile, then truncate at once: the loss
                 # window is the gap between the last read reaching EOF and ftruncate.
+                cur = st
                 for _ in range(8):
                     cur = os.fstat(src)
                     safefs.check_sparse(a.name, cur)   # extended with holes meanwhile: stop
@@ -199,6 +205,7 @@ class Executor:
                     copied += n
                     if n == 0:
                         break
+                safefs.copy_times(dst, cur)  # the archive keeps the log's last mtime
                 os.ftruncate(src, 0)
                 os.fsync(dst)
             finally:
@@ -212,12 +219,13 @@ class Executor:
         try:
             safefs.check_sparse(a.name, st)
             with _temp_name() as tmp:
-                out = safefs.create_excl(dir_fd, tmp)
+                out = safefs.create_like(dir_fd, tmp, st)
                 try:
                     try:
                         # Read what the file held when opened, no more: a writer extending it
                         # meanwhile (with holes, to a terabyte) cannot keep us busy.
                         written, read = self._compress(src, out, st.st_size)
+                        safefs.copy_times(out, st)
                         os.fsync(out)
                     finally:
                         os.close(out)
