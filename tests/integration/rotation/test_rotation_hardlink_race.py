@@ -113,6 +113,7 @@ def _race(attempt: Callable[[int], str], finish: Callable[[], tuple[int, int]]) 
         outcomes[attempt(i)] += 1
         i += 1
     rounds, watches = finish()
+    print(f"race {RACE_SECS:g}s: attacker rounds={rounds} watches={watches} outcomes={outcomes}")
     # The race was real: the attacker went round thousands of times and we attempted as often.
     assert rounds > 1000 and watches > 0, (rounds, watches)
     assert sum(outcomes.values()) > 100, outcomes
