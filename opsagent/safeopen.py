@@ -70,15 +70,15 @@ def open_regular(dir_fd: int, name: str, flags: int,
     try:
         return fsidentity.run_as(owner, _open_as_owner, dir_fd, name, flags, dir_dev, owner.uid)
     except fsidentity.IdentityError as e:
-        raise UnsafeFile(name, f"cannot open it as the directory's owner: {e}",
-                         "no_identity") from None
+        # A fixed reason (it labels a metric); the cause (missing CAP_SETUID...) is in `e`.
+        raise UnsafeFile(name, "cannot take the directory owner's identity (needs CAP_SETUID "
+                         "and CAP_SETGID)", "no_identity") from e
 
 
 def check_owner(name: str, st: os.stat_result, uid: int) -> None:
     """The file must belong to `uid`, the owner of its directory."""
-    if st.st_uid != uid:
-        raise UnsafeFile(name, f"belongs to uid {st.st_uid}, not to the directory's owner "
-                         f"(uid {uid})", "owner")
+    if st.st_uid != uid:  # a fixed reason: it labels a metric, and uids are the writer's
+        raise UnsafeFile(name, "does not belong to the directory's owner", "owner")
 
 
 def _open_as_owner(dir_fd: int, name: str, flags: int, dir_dev: int | None,

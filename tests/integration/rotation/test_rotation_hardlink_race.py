@@ -134,12 +134,18 @@ def test_rotation_never_touches_a_racing_hard_link(
         tree: Tree, attacker: Callable[[], tuple[int, int]], kind: str) -> None:
     ex = Executor(compress_level=1)
     dir_fd = os.open(tree.logs, safefs.O_DIR)
+
+    def attempt(i: int) -> str:
+        out = ex.execute(dir_fd, ACTIONS[kind](i))
+        return f"{out.status}: {out.detail}" if out.status == "refused" else out.status
+
     try:
-        outcomes = _race(lambda i: ex.execute(dir_fd, ACTIONS[kind](i)).status, attacker)
+        outcomes = _race(attempt, attacker)
     finally:
         os.close(dir_fd)
     assert outcomes["done"] == 0, outcomes
-    assert outcomes["refused"] > 0, outcomes   # it did catch the link, and refused it
+    # It did meet the link, and refused it (by link count, or as not the owner's file).
+    assert sum(n for k, n in outcomes.items() if k.startswith("refused")) > 0, outcomes
     tree.assert_victim_safe()
 
 
@@ -228,3 +234,25 @@ def test_a_file_of_another_uid_in_the_tree_is_refused_without_a_race(tree: Tree)
         assert e.value.kind == "owner"
     finally:
         os.close(dir_fd)
+
+
+def test_the_kernel_alone_refuses_writing_a_file_the_owner_could_not(
+        tree: Tree, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers: with every check of ours switched off (link count, still linked, owner), the
+    open for writing is still refused - by the kernel, since it is made as the directory's
+    owner, who may not write the victim."""
+    from opsagent import safeopen
+
+    for check in ("check_regular", "check_owner", "_check_still_linked"):
+        monkeypatch.setattr(safeopen, check, lambda *a: None)
+    os.link(tree.victim, tree.logs / "app.log")
+    dir_fd = os.open(tree.logs, safefs.O_DIR)
+    try:
+        for flags in (os.O_WRONLY, os.O_RDWR):
+            with pytest.raises(safefs.UnsafeFile) as e:
+                safefs.open_regular(dir_fd, "app.log", flags, None)
+            assert e.value.kind == "denied"
+    finally:
+        os.close(dir_fd)
+    os.unlink(tree.logs / "app.log")
+    tree.assert_victim_safe()
