@@ -27,7 +27,8 @@ is done on the inode itself, by the kernel:
    open the inode itself, whatever name led to it.
 6. The file opened must belong to the directory's owner (fstat of the descriptor, before and
    after the reopen): a file of another user linked in is refused even if its mode would let
-   the owner read it.
+   the owner read it. (Only when we are root: an agent running as an ordinary user, like the
+   sidecar, opens as itself and has no one else's rights to lend.)
 The argument, per case and with what is left, is in docs/rotation.md.
 """
 
@@ -67,22 +68,26 @@ def open_regular(dir_fd: int, name: str, flags: int,
     """Open `name` in `dir_fd` with `flags` as described above; returns (fd, fstat of it).
     Raises UnsafeFile for what must not be touched, OSError for what cannot be opened."""
     owner = fsidentity.of_directory(dir_fd)
+    # An agent that is not root (the sidecar) holds no one's rights but its own, and the
+    # kernel checks its opens as itself: the owner rule guards root's power only.
+    uid = owner.uid if os.geteuid() == 0 else None
     try:
-        return fsidentity.run_as(owner, _open_as_owner, dir_fd, name, flags, dir_dev, owner.uid)
+        return fsidentity.run_as(owner, _open_as_owner, dir_fd, name, flags, dir_dev, uid)
     except fsidentity.IdentityError as e:
         # A fixed reason (it labels a metric); the cause (missing CAP_SETUID...) is in `e`.
         raise UnsafeFile(name, "cannot take the directory owner's identity (needs CAP_SETUID "
                          "and CAP_SETGID)", "no_identity") from e
 
 
-def check_owner(name: str, st: os.stat_result, uid: int) -> None:
-    """The file must belong to `uid`, the owner of its directory."""
-    if st.st_uid != uid:  # a fixed reason: it labels a metric, and uids are the writer's
+def check_owner(name: str, st: os.stat_result, uid: int | None) -> None:
+    """The file must belong to `uid`, the owner of its directory (None: any owner)."""
+    if uid is not None and st.st_uid != uid:
+        # A fixed reason: it labels a metric, and the uids are the writer's to choose.
         raise UnsafeFile(name, "does not belong to the directory's owner", "owner")
 
 
 def _open_as_owner(dir_fd: int, name: str, flags: int, dir_dev: int | None,
-                   uid: int) -> tuple[int, os.stat_result]:
+                   uid: int | None) -> tuple[int, os.stat_result]:
     try:
         pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as e:

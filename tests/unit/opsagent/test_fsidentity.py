@@ -126,3 +126,38 @@ def test_open_regular_refuses_what_the_owner_may_not_open(tmp_path: Path) -> Non
         assert e.value.kind == "denied"
     finally:
         os.close(fd)
+
+
+def test_an_agent_that_is_not_root_opens_as_itself(tmp_path: Path) -> None:
+    """The sidecar runs as an ordinary user over an fsGroup emptyDir (root-owned, mode 2777):
+    no identity switch, no owner rule (it has no one else's rights to lend); the kernel checks
+    its opens as itself."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    os.chmod(logs, 0o2777)
+    mine = logs / "app.log"
+    mine.write_bytes(b"x")
+    os.chown(mine, 10001, 10001)
+    theirs = logs / "private.log"
+    theirs.write_bytes(b"y")
+    os.chown(theirs, 10002, 10002)
+    os.chmod(theirs, 0o600)
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            fd = os.open(logs, os.O_RDONLY | os.O_DIRECTORY)  # (tmp_path's parents: 0700)
+            os.setgroups([])
+            os.setgid(10001)
+            os.setuid(10001)
+            rfd, _ = safeopen.open_regular(fd, "app.log", os.O_RDWR, None)
+            os.close(rfd)
+            try:
+                safeopen.open_regular(fd, "private.log", os.O_RDONLY, None)
+                code = 1
+            except safeopen.UnsafeFile as e:
+                code = 0 if e.kind == "denied" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
