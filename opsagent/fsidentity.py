@@ -179,3 +179,13 @@ def _worker() -> _Worker:
         if _current is None or _current.pid != os.getpid():  # none yet, or we are a fork child
             _current = _Worker()
         return _current
+
+
+def _forget_after_fork() -> None:
+    # The child has no worker thread, and another thread may have held the lock at the fork.
+    global _lock, _current
+    _lock = threading.Lock()
+    _current = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
