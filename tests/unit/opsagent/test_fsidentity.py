@@ -93,10 +93,12 @@ def test_without_cap_setuid_opens_fail_closed(tmp_path: Path) -> None:
             _fields_ = [("v", ctypes.c_uint32), ("pid", ctypes.c_int)]
         class D(ctypes.Structure):
             _fields_ = [("e", ctypes.c_uint32), ("p", ctypes.c_uint32), ("i", ctypes.c_uint32)]
+        import platform
+        _, capget, capset = fsidentity._SYSCALLS[platform.machine()]
         h = H(0x20080522, 0); d = (D * 2)()
-        libc.syscall(125, ctypes.byref(h), d)
+        libc.syscall(capget, ctypes.byref(h), d)
         d[0].e &= ~0xC0; d[0].p &= ~0xC0
-        assert libc.syscall(126, ctypes.byref(h), d) == 0
+        assert libc.syscall(capset, ctypes.byref(h), d) == 0
         fd = os.open({str(logs)!r}, os.O_RDONLY | os.O_DIRECTORY)
         try:
             safeopen.open_regular(fd, "app.log", os.O_RDONLY, None)
