@@ -149,7 +149,8 @@ def file_problem(st: os.stat_result, *, system: bool) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
     if st.st_uid not in owners:
-        who = "root" if system else f"root or uid {os.geteuid()} (the user its jobs run as)"
+        who = ("root" if system or os.geteuid() == 0
+               else f"root or uid {os.geteuid()} (the user its jobs run as)")
         return f"owned by uid {st.st_uid}, not by {who}"
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return (f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
