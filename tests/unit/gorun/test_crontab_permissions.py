@@ -142,3 +142,46 @@ def test_agent_reports_a_world_writable_crontab(tmp_path: Path,
     cfg = _agent_config(tmp_path, p)
     assert opsagent_main(["check-config", str(cfg)]) == 2
     assert f"{p}:0: refusing crontab: owned by uid 65534" in capsys.readouterr().err
+
+
+def test_the_scheduler_runs_no_job_of_a_refused_crontab(tmp_path: Path) -> None:
+    import io
+    import logging
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from gorun.app import GorunApp, GorunOptions
+    from tests.unit.gorun.rig import Recorder
+
+    marker = tmp_path / "pwned"
+    tab = tmp_path / "etc" / "crontab"
+    tab.parent.mkdir()
+    tab.write_text(f"@reboot touch {marker}\n")
+    rec = Recorder()
+    loggers = [logging.getLogger(n) for n in ("gorun.daemon", "gorun.job")]
+    for lg in loggers:
+        lg.addHandler(rec)
+        lg.setLevel(logging.INFO)
+    try:
+        for owner, mode, runs in ((65534, 0o666, False), (0, 0o644, True)):
+            os.chown(tab, owner, owner)
+            os.chmod(tab, mode)
+            rec.records.clear()
+            app = GorunApp(GorunOptions(paths=(str(tab),), watch=False, reap_orphans=False),
+                           registry=CollectorRegistry(), stdout=io.BytesIO(),
+                           stderr=io.BytesIO())
+            t = threading.Thread(target=app.run)
+            t.start()
+            if runs:   # the control: the same crontab, root's and 0644, does run
+                rec.wait_for(lambda rs: any(r["msg"] == "job succeeded" for r in rs))
+            else:
+                rs = rec.wait_for(lambda rs: any(r["msg"] == "gorun started" for r in rs))
+                assert any(r["msg"].startswith(f"{tab}:0: refusing crontab") for r in rs)
+                assert next(r for r in rs if r["msg"] == "gorun started")["jobs"] == 0
+            app.stop()
+            t.join(30)
+            assert marker.exists() == runs
+    finally:
+        for lg in loggers:
+            lg.removeHandler(rec)
