@@ -68,15 +68,20 @@ def open_regular(dir_fd: int, name: str, flags: int,
     """Open `name` in `dir_fd` with `flags` as described above; returns (fd, fstat of it).
     Raises UnsafeFile for what must not be touched, OSError for what cannot be opened."""
     owner = fsidentity.of_directory(dir_fd)
-    # An agent that is not root (the sidecar) holds no one's rights but its own, and the
-    # kernel checks its opens as itself: the owner rule guards root's power only.
-    uid = owner.uid if os.geteuid() == 0 else None
+    uid = owner_rule(owner)
     try:
         return fsidentity.run_as(owner, _open_as_owner, dir_fd, name, flags, dir_dev, uid)
     except fsidentity.IdentityError as e:
         # A fixed reason (it labels a metric); the cause (missing CAP_SETUID...) is in `e`.
         raise UnsafeFile(name, "cannot take the directory owner's identity (needs CAP_SETUID "
                          "and CAP_SETGID)", "no_identity") from e
+
+
+def owner_rule(owner: fsidentity.Identity) -> int | None:
+    """The uid files in a directory of `owner` must belong to, or None for any. An agent that
+    is not root (the sidecar) holds no one's rights but its own, and the kernel checks its opens
+    as itself: the owner rule guards root's power only."""
+    return owner.uid if os.geteuid() == 0 else None
 
 
 def check_owner(name: str, st: os.stat_result, uid: int | None) -> None:

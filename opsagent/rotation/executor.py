@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import zstandard
 
+from opsagent import fsidentity, safeopen
 from opsagent.rotation import safefs
 from opsagent.rotation.naming import TEMP_PREFIX, classify
 from opsagent.rotation.policy import Action, DirSnapshot, Entry
@@ -168,10 +169,28 @@ class Executor:
         # A rename never opens the file: lstat is enough to refuse what we must not touch.
         st = os.stat(a.name, dir_fd=dir_fd, follow_symlinks=False)
         safefs.check_regular(a.name, st, dir_dev)
+        uid = safeopen.owner_rule(fsidentity.of_directory(dir_fd))
+        safeopen.check_owner(a.name, st, uid)
         safefs.rename_noreplace(dir_fd, a.name, a.target)
+        # rename acts on whatever the name is by then: a hard link to a file outside, planted
+        # between our lstat and the rename, would now be an "archive". Give the name back.
+        if not safefs.same_file(dir_fd, a.target, st):
+            self._undo_rename(dir_fd, a)
+            raise safefs.UnsafeFile(a.name, "changed while being rotated", "unlinked")
         safefs.fsync_dir(dir_fd)
         self.fault("rotate:renamed")
         return Outcome(a, "done", bytes_in=st.st_size)
+
+    @staticmethod
+    def _undo_rename(dir_fd: int, a: Action) -> None:
+        try:
+            safefs.rename_noreplace(dir_fd, a.target, a.name)
+        except FileExistsError:
+            # The writer made a new `name` meanwhile: drop the planted one (a name in their own
+            # directory; unlink never touches the file's other names).
+            _unlink_quietly(dir_fd, a.target)
+        except FileNotFoundError:
+            pass
 
     def _copytruncate(self, dir_fd: int, dir_dev: int, a: Action) -> Outcome:
         # Copy into a temp file and rename it into place before truncating: a crash leaves

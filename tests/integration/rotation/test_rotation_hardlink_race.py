@@ -26,11 +26,15 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from prometheus_client import CollectorRegistry
 
+from opsagent import safeopen
 from opsagent.clock import FakeClock
 from opsagent.rotation import safefs
+from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.executor import Executor
 from opsagent.rotation.policy import Action
+from opsagent.rotation.service import RotationService
 from opsagent.sources.tail import TailConfig, TailSource
 from opsagent.sources.tail.discovery import open_beneath
 
@@ -149,6 +153,36 @@ def test_rotation_never_touches_a_racing_hard_link(
     tree.assert_victim_safe()
 
 
+@pytest.mark.parametrize("method", ["copytruncate", "rename"])
+def test_a_running_rotation_service_never_touches_a_racing_hard_link(
+        tree: Tree, attacker: Callable[[], tuple[int, int]], tmp_path: Path,
+        method: str) -> None:
+    """The issue's end-to-end case: whole passes (snapshot, plan, execute) of a policy that
+    rotates at any size, compresses and enforces a tiny hard quota, next to the tenant's own
+    log, which must still be rotated."""
+    own = tree.logs / "own.log"
+    own.write_bytes(b"mine\n" * 100)
+    os.chown(own, TENANT, TENANT)
+    clock = FakeClock(wall=1_790_000_000.0)
+    registry = CollectorRegistry()
+    svc = RotationService(
+        RotateConfig(name="t", directories=(f"{tree.root}/*/logs",), rotate_size_bytes=1,
+                     method=method, keep=0, quota_soft_bytes=4096, quota_hard_bytes=8192),
+        state_dir=str(tmp_path / "state"), clock=clock, registry=registry)
+
+    def attempt(i: int) -> str:
+        clock.advance(1.0)   # a new archive stamp each pass
+        svc.run_pass()
+        return "pass"
+
+    outcomes = _race(attempt, attacker)
+    assert outcomes["pass"] > 0
+    tree.assert_victim_safe()
+    # The tenant's own log was rotated (its archives may since have gone to the quota).
+    assert (registry.get_sample_value("opsagent_rotate_rotations_total",
+                                      {"policy": "t", "method": method}) or 0) >= 1
+
+
 def test_tail_open_never_returns_a_racing_hard_link(
         tree: Tree, attacker: Callable[[], tuple[int, int]]) -> None:
     def attempt(i: int) -> str:
@@ -169,11 +203,9 @@ def test_tail_open_never_returns_a_racing_hard_link(
 
 def test_tail_source_never_ships_a_racing_hard_link(
         tree: Tree, attacker: Callable[[], tuple[int, int]], tmp_path: Path) -> None:
-    import prometheus_client
-
     clock = FakeClock()
     src = TailSource("p", TailConfig(include=(str(tree.logs / "*.log"),)), checkpoints=None,
-                     clock=clock, registry=prometheus_client.CollectorRegistry(),
+                     clock=clock, registry=CollectorRegistry(),
                      use_watchdog=False)
     src.start()
     shipped: list[bytes] = []
@@ -241,8 +273,6 @@ def test_the_kernel_alone_refuses_writing_a_file_the_owner_could_not(
     """Layers: with every check of ours switched off (link count, still linked, owner), the
     open for writing is still refused - by the kernel, since it is made as the directory's
     owner, who may not write the victim."""
-    from opsagent import safeopen
-
     for check in ("check_regular", "check_owner", "_check_still_linked"):
         monkeypatch.setattr(safeopen, check, lambda *a: None)
     os.link(tree.victim, tree.logs / "app.log")
@@ -255,4 +285,35 @@ def test_the_kernel_alone_refuses_writing_a_file_the_owner_could_not(
     finally:
         os.close(dir_fd)
     os.unlink(tree.logs / "app.log")
+    tree.assert_victim_safe()
+
+
+def test_a_link_swapped_in_before_a_rename_rotation_is_not_left_as_an_archive(
+        tree: Tree, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rename acts on whatever the name is when it runs. The writer swaps its log for a hard
+    link to the victim between our lstat and the rename: the rename is undone (the victim is
+    never left under an archive name, where later passes would treat it as ours)."""
+    log = tree.logs / "app.log"
+    log.write_bytes(b"mine\n")
+    os.chown(log, TENANT, TENANT)
+    real = safefs.rename_noreplace
+
+    def swap_then_rename(dir_fd: int, src: str, dst: str) -> None:
+        if src == "app.log":
+            os.unlink(log)
+            os.link(tree.victim, log)
+        real(dir_fd, src, dst)
+
+    monkeypatch.setattr(safefs, "rename_noreplace", swap_then_rename)
+    dir_fd = os.open(tree.logs, safefs.O_DIR)
+    try:
+        out = Executor(compress_level=1).execute(
+            dir_fd, Action("rotate", "", "app.log", "size", method="rename",
+                           target="app.log.20260101-000000"))
+    finally:
+        os.close(dir_fd)
+    assert out.status == "refused" and out.detail == "changed while being rotated"
+    assert sorted(p.name for p in tree.logs.iterdir()) == ["app.log"]   # given back
+    assert os.stat(log).st_ino == os.stat(tree.victim).st_ino
+    os.unlink(log)
     tree.assert_victim_safe()
