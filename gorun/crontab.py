@@ -117,7 +117,10 @@ def load_crontab(path: str, *, system: bool = False, default_tz: tzinfo | None =
     (`file_problem`, `directory_problem`): one error Problem at line 0, no jobs.
     """
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO put in the crontab's place is opened without waiting for a writer,
+        # then refused as not a regular file (reading it would block the scheduler for ever).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
             # The checks look at the file we opened (fstat), not at a name that could change.
             refused = file_problem(os.fstat(f.fileno()), system=system) \
                 or directory_problem(path, system=system)

@@ -66,6 +66,13 @@ def test_system_form_must_be_owned_by_root(tmp_path: Path) -> None:
     assert load_crontab(str(p), system=True).ok
 
 
+def test_a_fifo_in_the_crontabs_place_is_refused_without_blocking(tmp_path: Path) -> None:
+    d = tmp_path / "etc"
+    d.mkdir()
+    os.mkfifo(d / "crontab")
+    assert "not a regular file" in _refusal(d / "crontab")
+
+
 def test_hard_linked_crontab_is_refused(tmp_path: Path) -> None:
     p = _crontab(tmp_path / "etc")
     os.link(p, tmp_path / "other-name")
