@@ -270,7 +270,8 @@ def run(args: list[str]) -> dict[str, Any]:
     a = p.parse_args(args)
     work = Path(tempfile.mkdtemp(prefix="bench-kafka-forward-"))
     n = a.lines
-    path = work / "bench.log"
+    path = work / "logs" / "bench.log"   # outside the agent's state_dir (work/state)
+    path.parent.mkdir()
     make_file(path, n)
     nbytes = path.stat().st_size
     broker_dir = work / "kafka"

@@ -16,8 +16,13 @@ subtracted to report steady-state throughput without start-up. RSS is ru_maxrss.
 answers are compared with exact values (same rank definition: nearest rank) and mtail's
 histogram quantiles (linear interpolation in the bucket, as Prometheus' histogram_quantile) too.
 
+With --time-column every line starts with a millisecond time (logback
+`%d{yyyy-MM-dd HH:mm:ss.SSS} %m%n`, the `motan_timed` preset), --rate lines per second: ours
+takes each line's interval from it, mtail parses it with strptime (its way of using log time).
+
     python -m bench.run profile_throughput                  # 3M lines
     python -m bench.run profile_throughput -- --lines 200000 --skip-mtail
+    python -m bench.run profile_throughput -- --time-column --lines 1000000
 """
 
 from __future__ import annotations
@@ -43,29 +48,37 @@ CACHE = Path(os.environ.get("OPSAGENT_CACHE", Path.home() / ".cache" / "opsagent
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 MTAIL_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 GEN_VERSION = 2  # bump when the generated content changes, so cached logs are regenerated
+# --time-column: the log's first line is at this UTC time (an hour boundary) and the pipeline's
+# interval is an hour, so the whole file is one interval (percentiles compare with the exact
+# values of the file); the wall clock is pinned inside that hour.
+TIMED_START = 1_699_999_200
+TIMED_INTERVAL_SECS = 3600
 
 
 
-def mtail_regex() -> str:
+def mtail_regex(timed: bool = False) -> str:
     """The Motan line as an mtail regex: the fields our preset uses are named groups (same
-    positions as opsagent.processors.profile.presets.MOTAN_FIELDS), the rest skipped."""
+    positions as opsagent.processors.profile.presets.MOTAN_FIELDS), the rest skipped; timed:
+    the millisecond time prefix too."""
     from opsagent.processors.profile.presets import MOTAN_FIELDS
 
     wanted = {"interface": "[^|]*", "method": "[^|]*", "success": "[^|]*",
               "whole_time": r"\d+"}
     parts = [f"(?P<{f}>{wanted[f]})" if f in wanted else "[^|]*" for f in MOTAN_FIELDS]
-    return "^" + r"\|".join(parts) + "$"
+    prefix = r"(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) " if timed else ""
+    return "^" + prefix + r"\|".join(parts) + "$"
 
 
-def mtail_program() -> str:
+def mtail_program(timed: bool = False) -> str:
     """count, errors and a latency histogram per (interface, method): what our motan preset
-    computes, less the sketch."""
+    computes, less the sketch; timed: each line's time parsed (strptime) as its timestamp."""
+    stamp = '\n  strptime($time, "2006-01-02 15:04:05.000")' if timed else ""
     return f"""\
 counter profile_requests_total by interface, method
 counter profile_errors_total by interface, method
 histogram profile_latency_ms by interface, method buckets {", ".join(map(str, MTAIL_BUCKETS))}
 
-/{mtail_regex()}/ {{
+/{mtail_regex(timed)}/ {{{stamp}
   profile_requests_total[$interface][$method]++
   $success == "false" {{
     profile_errors_total[$interface][$method]++
@@ -102,8 +115,16 @@ def nearest_rank(p: float, n: int) -> int:
     return max(0, math.ceil(p / 100 * n - 1e-9) - 1)
 
 
-def generate(path: Path, lines: int, n_series: int, error_rate: float, seed: int) -> dict[str, Any]:
-    """Write the log to `path` and return the exact statistics of what was written."""
+def time_prefix(n: int, rate: int) -> str:
+    """The logback time of line n at `rate` lines per second from TIMED_START (UTC)."""
+    ms = TIMED_START * 1000 + n * 1000 // rate
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d} "
+
+
+def generate(path: Path, lines: int, n_series: int, error_rate: float, seed: int,
+             rate: int = 0) -> dict[str, Any]:
+    """Write the log to `path` and return the exact statistics of what was written; rate > 0:
+    each line starts with a millisecond time, `rate` lines per second."""
     rng = random.Random(seed)
     table = series_table(n_series, rng)
     cum: list[float] = []
@@ -134,6 +155,7 @@ def generate(path: Path, lines: int, n_series: int, error_rate: float, seed: int
                 seg = max(0, whole - 1 - (whole >> 3))
                 n = done + j
                 out.append(
+                    (time_prefix(n, rate) if rate else "") +
                     f"server|feed-api|feed|10.12.{(k >> 8) & 255}.{k & 255}|{iface}|{method}|"
                     f"java.lang.Long,java.lang.String|10.40.{n % 200}.{n % 251}|feed-web|web|"
                     f"{'true' if ok else 'false'}|{1_700_000_000_000 + n}|{120 + n % 900}|"
@@ -156,14 +178,18 @@ def generate(path: Path, lines: int, n_series: int, error_rate: float, seed: int
 
 
 def ensure_log(lines: int, n_series: int, error_rate: float,
-               seed: int) -> tuple[Path, dict[str, Any]]:
+               seed: int, rate: int = 0) -> tuple[Path, dict[str, Any]]:
     CACHE.mkdir(parents=True, exist_ok=True)
     stem = f"profile-motan-v{GEN_VERSION}-{lines}-{n_series}-{error_rate}-{seed}"
+    if rate:
+        if lines / rate >= TIMED_INTERVAL_SECS:
+            raise ValueError("--time-column: lines / rate must stay within one hour")
+        stem += f"-timed{rate}"
     log, exact_path = CACHE / f"{stem}.log", CACHE / f"{stem}.exact.json"
     if log.exists() and exact_path.exists():
         return log, json.loads(exact_path.read_text())
     started = time.monotonic()
-    exact = generate(log, lines, n_series, error_rate, seed)
+    exact = generate(log, lines, n_series, error_rate, seed, rate)
     exact["generate_secs"] = round(time.monotonic() - started, 1)
     exact_path.write_text(json.dumps(exact, indent=1))
     return log, exact
@@ -285,7 +311,8 @@ def parse_mtail(out: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return series
 
 
-def run_mtail(log: Path, empty_log: Path, work: Path, http_port: int) -> dict[str, Any]:
+def run_mtail(log: Path, empty_log: Path, work: Path, http_port: int,
+              timed: bool = False) -> dict[str, Any]:
     mtail = shutil.which("mtail")
     if mtail is None:  # install the peer (Debian package) the way a user would
         script = Path(__file__).resolve().parent.parent / "scripts" / "bench-peers-profile"
@@ -295,7 +322,7 @@ def run_mtail(log: Path, empty_log: Path, work: Path, http_port: int) -> dict[st
         return {"skipped": "mtail not installed and scripts/bench-peers-profile failed"}
     progs = work / "mtail-progs"
     progs.mkdir(exist_ok=True)
-    (progs / "profile.mtail").write_text(mtail_program())
+    (progs / "profile.mtail").write_text(mtail_program(timed))
 
     def argv(path: Path) -> list[str]:
         # one_shot still opens its HTTP listener: keep it on 127.0.0.1 and a free port.
@@ -320,14 +347,16 @@ PIPELINE = "bench"
 BENCH_WALL_TIME = 1_700_000_000.0  # every line lands in one interval: compare with exact values
 
 
-def config_toml(log: Path) -> str:
-    # One interval for the whole file (the wall clock is pinned, see _child_pipeline), so the
-    # percentiles sent are those of all lines of a series and compare with the exact ones.
+def config_toml(log: Path, timed: bool = False, interval_secs: int | None = None) -> str:
+    # One interval for the whole file (the wall clock is pinned, see _child_pipeline; timed:
+    # an hour holding every line's time), so the percentiles sent are those of all lines of a
+    # series and compare with the exact ones.
+    interval = interval_secs or (TIMED_INTERVAL_SECS if timed else 10)
     return f"""\
 [[profile]]
 name = "{PIPELINE}"
-preset = "motan"
-interval_secs = 10
+preset = "{'motan_timed' if timed else 'motan'}"
+interval_secs = {interval}
 percentiles = [{", ".join(str(p) for p in PERCENTILES)}]
 relative_accuracy = 0.01
 
@@ -341,7 +370,7 @@ port = 9
 """
 
 
-def _child_pipeline(config: str, lines: int, out: str) -> int:
+def _child_pipeline(config: str, lines: int, out: str, wall_time: float) -> int:
     """The measured child for `ours`: the agent's ProfilePipeline (TailSource -> parse ->
     aggregate -> statsd sink over UDP) on the log, until `lines` lines went through, then stop()
     (sends the interval). The statsd datagrams go to a socket of this process and are saved."""
@@ -355,7 +384,7 @@ def _child_pipeline(config: str, lines: int, out: str) -> int:
 
     class PinnedWallClock:
         def time(self) -> float:
-            return BENCH_WALL_TIME
+            return wall_time
 
         def monotonic(self) -> float:
             return time.monotonic()
@@ -407,9 +436,10 @@ def parse_statsd(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def ours_argv_pipeline(config: Path, lines: int, out: Path) -> list[str]:
+def ours_argv_pipeline(config: Path, lines: int, out: Path,
+                       wall_time: float = BENCH_WALL_TIME) -> list[str]:
     return [sys.executable, "-m", "bench.profile_throughput", "--child-pipeline", str(config),
-            str(lines), str(out)]
+            str(lines), str(out), str(wall_time)]
 
 
 def opsagent_script() -> str:
@@ -460,10 +490,17 @@ def run(args: list[str]) -> dict[str, Any]:
     p.add_argument("--skip-mtail", action="store_true")
     p.add_argument("--skip-replay", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the work dir (outputs, configs)")
+    p.add_argument("--time-column", action="store_true",
+                   help="lines start with a millisecond time (preset motan_timed)")
+    p.add_argument("--rate", type=int, default=20_000,
+                   help="--time-column: lines per second of log time")
     a = p.parse_args(args)
+    timed = a.time_column
+    rate = a.rate if timed else 0
+    wall = TIMED_START + TIMED_INTERVAL_SECS / 2 if timed else BENCH_WALL_TIME
 
     load_before = os.getloadavg()
-    log, exact = ensure_log(a.lines, a.series, a.error_rate, a.seed)
+    log, exact = ensure_log(a.lines, a.series, a.error_rate, a.seed, rate)
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="profile-bench-", dir=CACHE))
     empty = work / "empty.log"
@@ -472,17 +509,18 @@ def run(args: list[str]) -> dict[str, Any]:
         "lines": a.lines, "series": len(exact["series"]), "error_rate": a.error_rate,
         "log": str(log), "log_mib": round(log.stat().st_size / 2**20, 1),
         "exact_errors": exact["errors"], "loadavg_before": [round(x, 2) for x in load_before],
+        "time_column": timed, "rate": rate or None, "cpus": os.cpu_count(),
     }
     root = Path(__file__).resolve().parent.parent
     try:
         # ours: the agent pipeline (tail + parse + aggregate + statsd emit) in its own process
         cfg = work / "motan.toml"
-        cfg.write_text(config_toml(log))
+        cfg.write_text(config_toml(log, timed))
         cfg_empty = work / "motan-empty.toml"
-        cfg_empty.write_text(config_toml(empty))
-        e = measure(ours_argv_pipeline(cfg_empty, 0, work / "pipeline-empty.out"),
+        cfg_empty.write_text(config_toml(empty, timed))
+        e = measure(ours_argv_pipeline(cfg_empty, 0, work / "pipeline-empty.out", wall),
                     work / "pipeline-empty.stdout", root)
-        r = measure(ours_argv_pipeline(cfg, a.lines, work / "pipeline.out"),
+        r = measure(ours_argv_pipeline(cfg, a.lines, work / "pipeline.out", wall),
                     work / "pipeline.stdout", root)
         if r["rc"] != 0:
             raise RuntimeError("pipeline child failed: "
@@ -494,8 +532,11 @@ def run(args: list[str]) -> dict[str, Any]:
         result["ours_percentile_error"] = percentile_errors(exact, ours_estimates(parsed))
 
         if not a.skip_replay:  # `opsagent profile replay`: whole files in memory, no tailing
-            argv = [opsagent_script(), "profile", "replay", "--config", str(cfg), "--sink",
-                    "statsd", "--start-time", str(int(BENCH_WALL_TIME))]
+            # timed: the real 10 s intervals (counts are summed over them by parse_statsd)
+            rcfg = work / "motan-replay.toml"
+            rcfg.write_text(config_toml(log, timed, 10))
+            argv = [opsagent_script(), "profile", "replay", "--config", str(rcfg), "--sink",
+                    "statsd", "--start-time", str(int(wall))]
             e = measure([*argv, str(empty)], work / "replay-empty.out", root)
             r = measure([*argv, str(log)], work / "replay.out", root)
             if r["rc"] != 0:
@@ -509,7 +550,7 @@ def run(args: list[str]) -> dict[str, Any]:
         if not a.skip_mtail:
             from tests.fixtures.services import free_port  # 127.0.0.1 only
 
-            m = run_mtail(log, empty, work, free_port())
+            m = run_mtail(log, empty, work, free_port(), timed)
             if "run" in m:
                 result["mtail"] = throughput(a.lines, m["run"], m["empty"])
                 result["mtail"]["version"] = m["version"]
@@ -550,8 +591,9 @@ def run(args: list[str]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--child-pipeline":
-        sys.exit(_child_pipeline(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--child-pipeline":
+        sys.exit(_child_pipeline(sys.argv[2], int(sys.argv[3]), sys.argv[4],
+                                 float(sys.argv[5])))
     print("run through the runner: python -m bench.run profile_throughput [-- ARGS]",
           file=sys.stderr)
     sys.exit(2)

@@ -10,6 +10,7 @@ waits for children that are not its own.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -80,6 +81,8 @@ class GorunApp:
                              clock=self.clock, runner=self.runner, loader=loader,
                              metrics=self.metrics)
         self.watcher: CrontabWatcher | None = None
+        self._watch_lock = threading.Lock()
+        self._closed = False
         self.done = threading.Event()
 
     def run(self, *, signals: bool = False) -> int:
@@ -87,15 +90,14 @@ class GorunApp:
         SIGTERM/SIGINT/SIGHUP handlers (main thread only)."""
         if signals:
             self.daemon.install_signal_handlers()
-        if self.options.watch:
-            self.watcher = CrontabWatcher(self.options.paths,
-                                          lambda: self.daemon.post(FILES_CHANGED))
-            self.watcher.start()
+        self._watch(self.options.paths)
         try:
             return self.daemon.run()
         finally:
-            if self.watcher is not None:
-                self.watcher.stop()
+            with self._watch_lock:
+                self._closed = True
+                if self.watcher is not None:
+                    self.watcher.stop()
             self.pump.stop()
             self.writer.close()  # the runs' last records first, then ours
             if self._own_reaper:
@@ -106,6 +108,32 @@ class GorunApp:
     def stop(self) -> None:
         """Drain and stop (thread-safe): like SIGTERM."""
         self.daemon.post(STOP)
+
+    def _watch(self, paths: tuple[str, ...]) -> None:
+        if not self.options.watch:
+            return
+        with self._watch_lock:
+            if self._closed:
+                return
+            if self.watcher is not None:
+                self.watcher.stop()
+            self.watcher = CrontabWatcher(paths, lambda: self.daemon.post(FILES_CHANGED))
+            self.watcher.start()
+
+    def reconfigure(self, paths: tuple[str, ...], *, system: bool, grace_secs: float) -> None:
+        """Switch to another set of crontabs (thread-safe), crontab by crontab: running jobs
+        are never killed and @reboot jobs do not run again (Daemon.reconfigure)."""
+        loader = None
+        if system != self.options.system:
+            loader = functools.partial(load_crontab, system=system,
+                                       default_tz=self.options.default_tz)
+        watched = paths != self.options.paths
+        self.options = dataclasses.replace(self.options, paths=paths, system=system,
+                                           grace_secs=grace_secs)
+        self.daemon.reconfigure(dataclasses.replace(self.daemon.config, paths=paths,
+                                                    grace_secs=grace_secs), loader)
+        if watched:
+            self._watch(paths)
 
     def reload(self) -> None:
         """Re-read the crontabs now (thread-safe): like SIGHUP."""

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import queue
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -30,6 +31,7 @@ _C = {"component": "gorun"}
 
 # Events posted to the loop.
 STOP, RELOAD_NOW, FILES_CHANGED, RUN_DONE = "stop", "reload-now", "files-changed", "run-done"
+RECONFIGURE = "reconfigure"
 
 
 class RunnerLike(Launcher, Protocol):
@@ -81,12 +83,25 @@ class Daemon:
         self.launcher = Prestarter(runner, lead_secs=config.prestart_secs,
                                    started=self._observe_start)
         self._prestart_at: datetime.datetime | None = None
+        self._pending_lock = threading.Lock()
+        self._pending: tuple[DaemonConfig, Callable[[str], Crontab] | None] | None = None
 
     # --- called from anywhere ---------------------------------------------------------------
 
     def post(self, event: str) -> None:
         """Thread- and signal-safe: wake the loop with `event`."""
         self.events.put(event)
+
+    def reconfigure(self, config: DaemonConfig,
+                    loader: Callable[[str], Crontab] | None = None) -> None:
+        """Thread-safe: switch to `config` (another set of crontab files, another grace) and,
+        when given, another crontab loader, crontab by crontab on the loop's thread: a removed
+        file's jobs are no longer scheduled, an added file's jobs are (its @reboot jobs do not
+        run: @reboot runs once per start), unchanged jobs keep their next fire time, and
+        running jobs are never signalled."""
+        with self._pending_lock:
+            self._pending = (config, loader)
+        self.post(RECONFIGURE)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: drain and exit 0; SIGHUP: reload now. Handlers only enqueue."""
@@ -169,6 +184,8 @@ class Daemon:
             log.info("SIGHUP: reloading crontabs", extra=_C)
             self._reload_at = None
             self.reload()
+        elif event == RECONFIGURE:
+            self._reconfigure()
         elif event == FILES_CHANGED and self._reload_at is None:
             self._reload_at = self.clock.monotonic() + self.config.reload_debounce_secs
         # RUN_DONE and unknown events only wake the loop
@@ -196,6 +213,26 @@ class Daemon:
         """Re-read every crontab; a changed file replaces its jobs unless it has errors."""
         for path in self.config.paths:
             self._reload_file(path, quiet=quiet)
+        self._update_jobs_gauge()
+
+    def _reconfigure(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        config, loader = pending
+        removed = [p for p in self.config.paths if p not in config.paths]
+        self.config = config
+        if loader is not None:
+            # Another crontab format (system or not): every file is parsed again.
+            self._load = loader
+            self._files = {p: (None, tab) for p, (_fp, tab) in self._files.items()}
+        for path in removed:
+            self.schedule.drop_file(path)
+            self._files.pop(path, None)
+            log.info("crontab removed", extra={**_C, "file": path})
+        for path in config.paths:
+            self._reload_file(path)
         self._update_jobs_gauge()
 
     def _reload_file(self, path: str, *, initial: bool = False, quiet: bool = False) -> bool:

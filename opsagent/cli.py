@@ -6,21 +6,18 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from opsagent import __version__
+from opsagent.commands import agent, forward, profile, rotate
 from opsagent.process_limits import raise_nofile_limit
 
 # Each module provides `register(subparsers) -> None`, adding its subparser(s) with
-# `set_defaults(func=callable(args) -> int)`. Appending a module here is the only wiring needed.
-COMMAND_MODULES: tuple[str, ...] = (
-    "opsagent.commands.agent",
-    "opsagent.commands.rotate",
-    "opsagent.commands.profile",
-    "opsagent.commands.forward",
-)
+# `set_defaults(func=callable(args) -> int)`; heavy imports (kafka-python, watchdog, gorun's
+# runner) stay inside the functions that run, so `check-config` and `--help` stay light.
+COMMAND_MODULES: tuple[ModuleType, ...] = (agent, rotate, profile, forward)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     version = sub.add_parser("version", help="print the version and exit")
     version.set_defaults(func=lambda _args: (print(f"opsagent {__version__}"), 0)[1])
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 

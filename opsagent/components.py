@@ -144,6 +144,13 @@ class CronComponent(_Threaded):
     def body(self, stop: threading.Event) -> None:
         self.app.run()
 
+    def reconfigure(self, cfg: Any) -> None:
+        """A changed [cron] section, applied crontab by crontab (docs/cron.md "Reload"): the
+        scheduler keeps running, so running jobs are not killed and @reboot does not re-run."""
+        grace = 1.0 if cfg.grace_secs is None else cfg.grace_secs
+        self.app.reconfigure(tuple(cfg.crontabs), system=cfg.system, grace_secs=grace)
+        self.config = cfg
+
     def stop(self, timeout_secs: float) -> bool:
         self.app.stop()
         return super().stop(timeout_secs)

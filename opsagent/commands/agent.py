@@ -16,8 +16,9 @@ import prometheus_client
 
 from opsagent import gc_tuning
 from opsagent.clock import SystemClock
+from opsagent.commands.jobs import JobSelection, runs_rotation
 from opsagent.config import schema
-from opsagent.errors import ConfigErrors
+from opsagent.config.check import validate, watched_globs
 from opsagent.telemetry import jsonlog
 
 log = logging.getLogger("opsagent.app")
@@ -33,57 +34,11 @@ def register(sub: Any) -> None:
     c.set_defaults(func=check_config)
 
 
-def watched_globs(cfg: schema.AgentConfig) -> list[str]:
-    """Directory globs of every tree the agent watches (rotated or tailed)."""
-    globs = [d for r in cfg.rotate for d in r.directories]
-    globs += [os.path.dirname(g) for f in cfg.forward for g in f.tail.include]
-    globs += [os.path.dirname(g) for p in cfg.profile for g in p.tail.include]
-    return globs
-
-
-def placement_errors(path: str, cfg: schema.AgentConfig) -> list[str]:
-    """Problems no single key shows: the state directory or a crontab inside a tree whose
-    writers are not trusted (they could plant our lock, checkpoints or rotation state, or jobs
-    that we would run)."""
-    from opsagent.rotation.state import check_state_dir
-
-    errors: list[str] = []
-    try:
-        check_state_dir(cfg.state_dir, watched_globs(cfg))
-    except ValueError as e:
-        errors.append(f"{path}: state_dir: {e}")
-    # A crontab in a watched tree: its writers could make root run their jobs.
-    for i, crontab in enumerate(cfg.cron.crontabs):
-        try:
-            check_state_dir(crontab, watched_globs(cfg))
-        except ValueError:
-            errors.append(f"{path}: cron.crontabs[{i}]: crontab {crontab!r} is inside a watched "
-                          "tree (rotated or tailed directories are written by untrusted pods)")
-    return errors
-
-
-def problems(path: str) -> tuple[list[str], list[str]]:
-    """(errors, warnings) of a config file and of the crontabs it names, as printed lines."""
-    try:
-        cfg = schema.load(path)
-    except ConfigErrors as e:
-        return [str(err) for err in e.errors], []
-    from gorun.crontab import load_crontab
-
-    errors: list[str] = placement_errors(path, cfg)
-    warnings: list[str] = []
-    for crontab in cfg.cron.crontabs:
-        ct = load_crontab(crontab, system=cfg.cron.system)
-        for prob in ct.problems:
-            (errors if prob.severity == "error" else warnings).append(str(prob))
-    return errors, warnings
-
-
 def check_config(args: argparse.Namespace) -> int:
-    errors, warnings = problems(args.config)
-    for line in (*warnings, *errors):
+    result = validate(args.config)
+    for line in (*result.warnings, *result.errors):
         print(line, file=sys.stderr)
-    if errors:
+    if not result.ok:
         return 2
     print(f"{args.config}: ok", file=sys.stderr)
     return 0
@@ -121,24 +76,28 @@ def lock_state_dir(state_dir: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = schema.load_or_report(args.config)
-    if cfg is None:
-        return 2
-    placement = placement_errors(args.config, cfg)
-    for line in placement:
+    # `opsagent forward`, `profile run` and continuous `rotate` are this runtime with a filter.
+    jobs: JobSelection | None = getattr(args, "jobs", None)
+    prog = jobs.command if jobs is not None else "opsagent run"
+    # Exactly what check-config and every reload check (opsagent/config/check.py).
+    result = validate(args.config)
+    job_problems = (jobs.problems(args.config, result.cfg)
+                    if jobs is not None and result.cfg is not None else [])
+    for line in (*job_problems, *result.warnings, *result.errors):
         print(line, file=sys.stderr)
-    if placement:
+    if result.cfg is None or not result.ok or job_problems:
         return 2
+    cfg = result.cfg
     jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
     if cfg.telemetry.log_level.lower() != "debug":
         # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
-    os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
     try:
+        os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
         lock_fd = lock_state_dir(cfg.state_dir)
     except (AgentLockHeld, OSError) as e:
-        print(f"opsagent run: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return 1
     try:
         # The rotation lock too, so a standalone `opsagent rotate` on this state directory
@@ -146,18 +105,18 @@ def run(args: argparse.Namespace) -> int:
         from opsagent.rotation.state import LockHeld, exclusive_lock
 
         with contextlib.ExitStack() as stack:
-            if cfg.rotate:
+            if runs_rotation(cfg, jobs):
                 try:
                     stack.enter_context(exclusive_lock(cfg.state_dir, wait=False))
                 except LockHeld as e:
-                    print(f"opsagent run: {e}", file=sys.stderr)
+                    print(f"{prog}: {e}", file=sys.stderr)
                     return 1
-            return _run_locked(args, cfg)
+            return _run_locked(args, cfg, result.digest)
     finally:
         os.close(lock_fd)
 
 
-def _run_locked(args: argparse.Namespace, cfg: schema.AgentConfig) -> int:
+def _run_locked(args: argparse.Namespace, cfg: schema.AgentConfig, digest: str | None) -> int:
     from gorun.reaper import ChildReaper, OrphanReaper
     from opsagent.app import CONFIG_CHANGED, Agent, watch_config
     from opsagent.telemetry.http import Health, TelemetryServer
@@ -169,13 +128,19 @@ def _run_locked(args: argparse.Namespace, cfg: schema.AgentConfig) -> int:
     health = Health(clock.monotonic)
     server = None
     if cfg.telemetry.http_listen:
-        server = TelemetryServer(cfg.telemetry.http_listen, registry, health)
+        try:
+            server = TelemetryServer(cfg.telemetry.http_listen, registry, health)
+        except OSError as e:    # port in use, address not on this node, unknown host name
+            print(f"opsagent run: {args.config}: telemetry.http_listen: cannot listen on "
+                  f"{cfg.telemetry.http_listen}: {e.strerror or e}", file=sys.stderr)
+            return 1
         server.start()
     # As PID 1 (the container's init) orphans are re-parented to us: reap them all, and route
     # every child we start through the same reaper so no exit status is stolen.
     reaper = OrphanReaper() if os.getpid() == 1 else ChildReaper()
     agent = Agent(args.config, cfg, clock=clock, registry=registry, health=health,
-                  env=os.environ, reaper=reaper)
+                  env=os.environ, reaper=reaper, jobs=getattr(args, "jobs", None))
+    agent.validated_digest = digest   # the bytes validated above, not a later version
     agent.install_signal_handlers()
     observer = watch_config(args.config, lambda: agent.events.put(CONFIG_CHANGED))
     gc_tuning.tune_after_startup()  # docs/benchmarks.md "Kafka forwarding": GC was ~15% CPU

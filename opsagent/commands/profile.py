@@ -1,12 +1,12 @@
 """`opsagent profile replay` (print the statistics a set of logs produces, deterministically)
-and `opsagent profile run` (run the [[profile]] pipelines of a config in the foreground)."""
+and `opsagent profile run` (the agent running only the [[profile]] pipelines of a config: the
+same signals, drain, reload, restart backoff, log level and HTTP telemetry as `opsagent run`)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import os
-import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -15,16 +15,15 @@ from typing import Any, BinaryIO
 import prometheus_client
 
 from opsagent.clock import SystemClock
+from opsagent.commands import agent
+from opsagent.commands.jobs import JobSelection
 from opsagent.config import schema
 from opsagent.processors.profile.config import ProfileConfig
 from opsagent.processors.profile.processor import ProfileProcessor
+from opsagent.processors.profile.report import pipeline_json
 from opsagent.processors.profile.samples import Interval
 from opsagent.sinks.graphite import GraphiteConfig, GraphiteSink, format_lines
 from opsagent.sinks.statsd import StatsdConfig, StatsdSink, format_datagrams
-from opsagent.state.checkpoints import CheckpointStore
-from opsagent.telemetry import jsonlog
-
-log = logging.getLogger("opsagent.commands.profile")
 
 REPLAY_CHUNK_BYTES = 8 << 20  # ~60k profile lines per batch: enough repetition to count once
 
@@ -41,28 +40,30 @@ def register(sub: Any) -> None:
     r.add_argument("--sink", action="append", choices=("statsd", "graphite"), default=[],
                    help="print only this sink's lines (repeatable; default: the configured "
                         "sinks, or both when none is configured)")
-    r.add_argument("--start-time", type=int, default=0,
-                   help="epoch seconds for lines without an event time (default 0)")
+    r.add_argument("--start-time", type=int, default=None,
+                   help="epoch seconds (> 0) at which the lines count as read: the time of "
+                        "lines without an event time and of unparsed lines (default: when the "
+                        "replay starts; give it for byte-identical output)")
+    r.add_argument("--format", choices=("wire", "json"), default="wire",
+                   help="wire: the sinks' lines (default); json: the statistics as one JSON "
+                        "document (docs/profile.md)")
     r.add_argument("--send", action="store_true",
                    help="also send to the configured statsd/graphite targets")
     r.add_argument("logs", nargs="+", metavar="LOG", help="log files ('-' for stdin)")
     r.set_defaults(func=replay)
 
-    u = psub.add_parser("run", help="run the [[profile]] pipelines until SIGTERM/SIGINT")
-    u.add_argument("--config", required=True)
-    u.add_argument("--pipeline", action="append", default=[])
+    u = psub.add_parser("run", help="the agent running only the [[profile]] pipelines, "
+                        "until SIGTERM/SIGINT")
+    u.add_argument("--config", required=True, help="agent TOML config with [[profile]] tables")
+    u.add_argument("--pipeline", action="append", default=[],
+                   help="only this [[profile]] name (repeatable; default: all)")
     u.add_argument("--no-checkpoints", action="store_true",
-                   help="do not save read positions in state_dir (tail.start_at applies)")
+                   help="no longer supported (exit 2): read positions are kept in state_dir")
     u.set_defaults(func=run)
 
 
 def _load(path: str, names: list[str]) -> list[ProfileConfig] | None:
-    loaded = _load_agent(path, names)
-    return loaded[1] if loaded is not None else None
-
-
-def _load_agent(path: str, names: list[str]) -> tuple[str, list[ProfileConfig]] | None:
-    """(state_dir, selected pipelines), or None after printing why not."""
+    """The selected pipelines, or None after printing why not."""
     cfg = schema.load_or_report(path)
     if cfg is None:
         return None
@@ -76,7 +77,7 @@ def _load_agent(path: str, names: list[str]) -> tuple[str, list[ProfileConfig]] 
     if not profiles:
         print(f"{path}: no [[profile]] pipelines configured", file=sys.stderr)
         return None
-    return cfg.state_dir, profiles
+    return profiles
 
 
 def read_batches(f: BinaryIO, max_line_bytes: int,
@@ -107,8 +108,10 @@ def read_batches(f: BinaryIO, max_line_bytes: int,
         yield [carry], 0
 
 
-def replay_intervals(cfg: ProfileConfig, logs: list[str], start_time: int) -> list[Interval]:
-    """The intervals one pipeline produces from whole logs (deterministic: no clock)."""
+def replay_processor(cfg: ProfileConfig, logs: list[str],
+                     start_time: int) -> tuple[list[Interval], ProfileProcessor]:
+    """The intervals one pipeline produces from whole logs read at `start_time`, and the
+    processor (its totals)."""
     proc = ProfileProcessor(cfg)
     now = float(start_time)
     for name in logs:
@@ -116,7 +119,7 @@ def replay_intervals(cfg: ProfileConfig, logs: list[str], start_time: int) -> li
             for lines, truncated in read_batches(f, cfg.tail.max_line_bytes):
                 proc.count_unparsed("truncated", truncated, now)
                 proc.process(name, lines, now)
-    return proc.flush(None)
+    return proc.flush(None), proc
 
 
 def _open(path: str) -> BinaryIO:
@@ -137,19 +140,34 @@ def replay(args: argparse.Namespace) -> int:
         print("stdin ('-') can be replayed by one pipeline only (use --pipeline)",
               file=sys.stderr)
         return 2
+    if args.start_time is not None and args.start_time <= 0:
+        print(f"--start-time must be a positive epoch time, got {args.start_time} (lines "
+              "without an event time would be dated 1970)", file=sys.stderr)
+        return 2
+    if args.format == "json" and args.sink:
+        print("--sink selects wire lines: it does not apply to --format json",
+              file=sys.stderr)
+        return 2
     out = sys.stdout
     registry = prometheus_client.CollectorRegistry()
     clock = SystemClock()
+    # Lines without an event time (and unparsed lines) count as read when the replay starts,
+    # like the agent's arrival time: never the epoch.
+    start_time = args.start_time if args.start_time is not None else int(clock.time())
+    report: list[dict[str, Any]] = []
     for cfg in profiles:
         wanted = args.sink or [s for s in ("statsd", "graphite") if getattr(cfg, s)] \
             or ["statsd", "graphite"]
         statsd_cfg = cfg.statsd or StatsdConfig()
         graphite_cfg = cfg.graphite or GraphiteConfig()
         try:
-            intervals = replay_intervals(cfg, args.logs, args.start_time)
+            intervals, proc = replay_processor(cfg, args.logs, start_time)
         except OSError as e:
             print(f"cannot read a log: {e}", file=sys.stderr)
             return 1
+        if args.format == "json":
+            report.append(pipeline_json(cfg, intervals, proc))
+            wanted = []
         for iv in intervals:
             if "statsd" in wanted:
                 out.write(f"# pipeline={cfg.name} sink=statsd interval={iv.start}\n")
@@ -172,6 +190,9 @@ def replay(args: argparse.Namespace) -> int:
                     s.send(iv)
                 _drain(s)
                 s.close()
+    if args.format == "json":
+        json.dump({"start_time": start_time, "pipelines": report}, out, indent=1)
+        out.write("\n")
     out.flush()
     return 0
 
@@ -190,52 +211,12 @@ def _drain(sink: StatsdSink | GraphiteSink, timeout_secs: float = 10.0) -> None:
         print(f"graphite: {sink.pending_bytes()} bytes not sent", file=sys.stderr)
 
 
-def _checkpoints(state_dir: str, name: str, registry: prometheus_client.CollectorRegistry,
-                 disabled: bool) -> CheckpointStore | None:
-    """Read positions survive restarts (no double counting, no gap) when state_dir is usable."""
-    if disabled:
-        return None
-    try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    except OSError as e:
-        log.warning("no checkpoints: state_dir unusable", extra={
-            "component": "profile", "pipeline": name, "error": str(e)})
-        return None
-    return CheckpointStore(state_dir, f"profile-{name}", registry=registry)
-
-
 def run(args: argparse.Namespace) -> int:
-    from opsagent.pipelines.profile import ProfilePipeline
-
-    loaded = _load_agent(args.config, args.pipeline)
-    if loaded is None:
+    """The agent running only the selected [[profile]] pipelines (docs/profile.md)."""
+    if args.no_checkpoints:
+        print("opsagent profile run: --no-checkpoints is no longer supported: `profile run` is "
+              "the agent, which keeps read positions in state_dir; give the config a scratch "
+              "state_dir instead, or use `opsagent profile replay`", file=sys.stderr)
         return 2
-    state_dir, profiles = loaded
-    jsonlog.setup("info")
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()  # handlers only enqueue; the main thread does the work
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    clock = SystemClock()
-    registry = prometheus_client.CollectorRegistry()
-    pipelines = [ProfilePipeline(cfg, clock=clock, registry=registry,
-                                 checkpoints=_checkpoints(state_dir, cfg.name, registry,
-                                                          args.no_checkpoints))
-                 for cfg in profiles]
-    started = []
-    try:
-        for p in pipelines:
-            p.start()
-            started.append(p)
-        log.info("profile pipelines running", extra={
-            "component": "profile", "pipelines": [p.cfg.name for p in pipelines]})
-        while not stop.wait(1.0):
-            pass
-    finally:
-        for p in started:
-            p.stop()
-    log.info("profile pipelines stopped", extra={"component": "profile"})
-    return 0
+    args.jobs = JobSelection("opsagent profile run", "profile", frozenset(args.pipeline))
+    return agent.run(args)

@@ -1,19 +1,21 @@
-"""`opsagent rotate --config FILE [--once] [--dry-run]`: run the [[rotate]] policies."""
+"""`opsagent rotate --config FILE [--once] [--dry-run]`: run the [[rotate]] policies.
+
+`--once` and `--dry-run` are one-shot tools here; without them `opsagent rotate` is the agent
+(`opsagent run`) running only the [[rotate]] policies: the same signals, drain, reload, restart
+backoff, log level and HTTP telemetry."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from opsagent.clock import SystemClock
+from opsagent.commands import agent
+from opsagent.commands.jobs import JobSelection
 from opsagent.config import schema
 from opsagent.rotation.config import RotateConfig
 from opsagent.rotation.metrics import rotation_metrics
@@ -22,19 +24,22 @@ from opsagent.rotation.service import RotationService
 from opsagent.rotation.state import LockHeld, exclusive_lock
 from opsagent.telemetry import jsonlog
 
-log = logging.getLogger("opsagent.rotation")
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser("rotate", help="rotate, compress and expire logs; hold disk quotas")
     p.add_argument("--config", required=True, help="agent TOML config with [[rotate]] policies")
-    p.add_argument("--once", action="store_true", help="one pass (until stable), then exit")
+    p.add_argument("--once", action="store_true",
+                   help="one pass (until stable), then exit (without --once or --dry-run: "
+                        "the agent, running only the [[rotate]] policies)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (what and why) and change nothing; implies --once")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not (args.once or args.dry_run):
+        args.jobs = JobSelection("opsagent rotate", "rotate")
+        return agent.run(args)
     cfg = schema.load_or_report(args.config)
     if cfg is None:
         return 2
@@ -59,16 +64,14 @@ def run(args: argparse.Namespace) -> int:
                 print(f"[{svc.cfg.name}] {line}")
         return 0
     try:
-        with exclusive_lock(cfg.state_dir, wait=not args.once):
+        with exclusive_lock(cfg.state_dir, wait=False):
             for svc in services:
-                svc.state.load()   # what the agent we waited for left, not what was there before
-            if args.once:
-                failed = False
-                for svc in services:
-                    for r in svc.run_until_stable():
-                        failed |= any(o.status == "failed" for o in r.outcomes)
-                return 1 if failed else 0
-            return _continuous(services)
+                svc.state.load()   # what the last holder of the lock left, read under the lock
+            failed = False
+            for svc in services:
+                for r in svc.run_until_stable():
+                    failed |= any(o.status == "failed" for o in r.outcomes)
+            return 1 if failed else 0
     except LockHeld as e:
         print(f"opsagent rotate: {e}", file=sys.stderr)
         return 1
@@ -93,20 +96,3 @@ def format_plan(cfg: RotateConfig, plan: Plan) -> list[str]:
     if not plan.actions:
         lines.append("nothing to do")
     return lines
-
-
-def _continuous(services: list[RotationService]) -> int:
-    # Signal handlers only set the event; each policy's loop watches its own directories.
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threads = [threading.Thread(target=svc.run, args=(stop,), name=f"rotate-{svc.cfg.name}",
-                                daemon=True) for svc in services]
-    for t in threads:
-        t.start()
-    log.info("rotation running", extra={"component": "rotation", "pid": os.getpid(),
-                                        "policies": [s.cfg.name for s in services]})
-    stop.wait()
-    for t in threads:
-        t.join(10)
-    return 0

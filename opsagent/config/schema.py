@@ -8,6 +8,8 @@ config/opsagent.example.toml.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 from collections.abc import Mapping
 
 from opsagent.config.loader import load_toml
@@ -37,6 +39,35 @@ def static_fields(node: NodeConfig, env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in values.items() if v}
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def parse_listen(addr: str) -> tuple[str, int]:
+    """ "127.0.0.1:9101", ":9101" (every IPv4 address), "[::1]:9101", "[::]:9101" (IPv6, and
+    IPv4 too where the node allows dual-stack sockets), "localhost:9101" -> (host, port) with
+    the brackets removed; port 0 picks a free one. Raises ValueError saying what is wrong."""
+    example = "e.g. \"0.0.0.0:9101\", \":9101\" or \"[::1]:9101\""
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        raise ValueError(f"must be HOST:PORT ({example}), got {addr!r}")
+    if not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be HOST:PORT with a port from 0 to 65535 ({example}), "
+                         f"got {addr!r}")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"HOST:PORT: {host} is not an IPv6 address, got {addr!r}") from None
+        return host[1:-1], int(port)
+    if ":" in host or "[" in host or "]" in host:
+        raise ValueError(f"HOST:PORT: an IPv6 address needs brackets ({example}), got {addr!r}")
+    if host and not _HOSTNAME.match(host):
+        raise ValueError(f"HOST:PORT: {host!r} is not an IPv4 address or host name, "
+                         f"got {addr!r}")
+    return host or "0.0.0.0", int(port)
+
+
 @dataclasses.dataclass(frozen=True)
 class TelemetryConfig:
     log_level: str = "info"
@@ -46,6 +77,11 @@ class TelemetryConfig:
     def __post_init__(self) -> None:
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug|info|warning|error, got {self.log_level!r}")
+        if self.http_listen:
+            try:
+                parse_listen(self.http_listen)
+            except ValueError as e:
+                raise ValueError(f"http_listen: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)

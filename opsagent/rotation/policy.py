@@ -192,42 +192,69 @@ def plan(
             skipped.extend((os.path.join(snap.path, e.name), "has more than one hard link")
                            for e, _ in pair)
 
+    ctx = _Context(cfg, now, last_rotated, undelivered, hold)
     breaches: list[Breach] = []
     for group, files in groups.items():
-        g_actions, g_breaches = _plan_group(group, files, cfg, now, last_rotated, undelivered,
-                                            usage.get(group, 0), all_names, hold)
+        g_actions, g_breaches = _plan_group(group, files, ctx, usage.get(group, 0), all_names)
         actions.extend(g_actions)
         breaches.extend(g_breaches)
     return Plan(tuple(actions), usage, tuple(breaches), tuple(skipped))
 
 
-def _plan_group(
-    group: str,
-    files: list[_File],
-    cfg: RotateConfig,
-    now: float,
-    last_rotated: Mapping[str, float],
-    undelivered: Mapping[str, int],
-    usage: int,
-    all_names: Mapping[str, set[str]],
-    hold: Collection[str],
-) -> tuple[list[Action], list[Breach]]:
-    actions: list[Action] = []
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Context:
+    """What every phase of a group's plan reads: the policy, the time, and the inputs of plan()."""
+
+    cfg: RotateConfig
+    now: float
+    last_rotated: Mapping[str, float]
+    undelivered: Mapping[str, int]
+    hold: Collection[str]
+
+
+def _plan_group(group: str, files: list[_File], ctx: _Context, usage: int,
+                all_names: Mapping[str, set[str]]) -> tuple[list[Action], list[Breach]]:
+    """One quota group's plan, in four phases: rotate, retain, compress, quota."""
+    archives = _archives_by_active(files)
     # Every name in the directory, symlinks and specials included, is taken for new archives.
     taken: dict[str, set[str]] = {d: set(n) for d, n in all_names.items()}
-    archives: dict[tuple[str, str], list[_File]] = {}   # (dir, active) -> archives, oldest first
+    rotations, new_archives = _plan_rotations(files, archives, ctx, taken)
+    live = _live_archives(files, archives, new_archives)
+    retention, doomed = _plan_retention(live, ctx)
+    remaining = [a for a in live if (a.directory, a.name) not in doomed]
+    usage_after = usage - sum(a.alloc for a in live if (a.directory, a.name) in doomed)
+    compressions = _plan_compression(live, remaining, usage_after, ctx)
+    quota, dropped, breaches = _plan_quota(group, files, remaining, compressions, new_archives,
+                                           usage_after, ctx)
+    if dropped:   # no point compressing what the hard limit deletes now
+        compressions = [x for x in compressions
+                        if os.path.join(x.directory, x.name) not in dropped]
+    return rotations + retention + compressions + quota, breaches
+
+
+def _archives_by_active(files: list[_File]) -> dict[tuple[str, str], list[_File]]:
+    """(directory, active name) -> its archives, oldest first."""
+    archives: dict[tuple[str, str], list[_File]] = {}
     for f in files:
         if f.role.kind != "active":
             archives.setdefault((f.directory, f.role.active), []).append(f)
     for lst in archives.values():
         lst.sort(key=lambda f: sort_key(f.role))
+    return archives
 
-    # 1. Rotation of active logs.
+
+def _plan_rotations(files: list[_File], archives: Mapping[tuple[str, str], list[_File]],
+                    ctx: _Context, taken: dict[str, set[str]]
+                    ) -> tuple[list[Action], dict[tuple[str, str], str]]:
+    """Phase 1: rotation of active logs. Returns the actions and (directory, active) -> the
+    archive name each rotation creates; the names it takes are added to `taken`."""
+    cfg, now, undelivered = ctx.cfg, ctx.now, ctx.undelivered
+    actions: list[Action] = []
     new_archives: dict[tuple[str, str], str] = {}
     for f in files:
         if f.role.kind != "active" or f.entry.size == 0:
             continue
-        reason = _rotation_reason(f, cfg, now, last_rotated.get(_path(f)),
+        reason = _rotation_reason(f, cfg, now, ctx.last_rotated.get(_path(f)),
                                   archives.get((f.directory, f.entry.name), []))
         if not reason:
             continue
@@ -256,8 +283,12 @@ def _plan_group(
         new_archives[(f.directory, f.entry.name)] = target
         actions.append(Action("rotate", f.directory, f.entry.name, reason, target=target,
                               method=cfg.method))
+    return actions, new_archives
 
-    # Archives after this plan's rotations, oldest first, as (directory, name, size, alloc, path).
+
+def _live_archives(files: list[_File], archives: Mapping[tuple[str, str], list[_File]],
+                   new_archives: Mapping[tuple[str, str], str]) -> list[_Arch]:
+    """Archives after this plan's rotations: the existing ones oldest first, then the new."""
     live: list[_Arch] = []
     for (d, active), lst in archives.items():
         for f in lst:
@@ -268,69 +299,100 @@ def _plan_group(
         src = next(f for f in files if f.directory == d and f.entry.name == active)
         live.append(_Arch(d, active, target, src.entry.size, src.entry.alloc, False,
                           target[len(active) + 1:len(active) + 16], 1 << 20, fresh=True))
+    return live
 
-    # 2. Retention: keep N per active log, max age.
-    doomed: set[tuple[str, str]] = set()
+
+def _per_active(live: list[_Arch]) -> dict[tuple[str, str], list[_Arch]]:
+    """(directory, active name) -> its archives, oldest first (by stamp, then sequence)."""
     per_active: dict[tuple[str, str], list[_Arch]] = {}
     for a in live:
         per_active.setdefault((a.directory, a.active), []).append(a)
     for arch_list in per_active.values():
         arch_list.sort(key=lambda a: (a.stamp, a.seq))
+    return per_active
+
+
+def _plan_retention(live: list[_Arch], ctx: _Context
+                    ) -> tuple[list[Action], set[tuple[str, str]]]:
+    """Phase 2: keep N archives per active log, and none older than max age. Returns the
+    deletions and the (directory, name) of each archive they delete."""
+    cfg = ctx.cfg
+    actions: list[Action] = []
+    doomed: set[tuple[str, str]] = set()
+    for arch_list in _per_active(live).values():
         if cfg.keep:
             for a in arch_list[: max(0, len(arch_list) - cfg.keep)]:
                 if not a.fresh:
                     doomed.add((a.directory, a.name))
-                    actions.append(_delete(a, f"more than keep={cfg.keep} archives", undelivered))
+                    actions.append(_delete(a, f"more than keep={cfg.keep} archives",
+                                           ctx.undelivered))
         if cfg.max_age_secs:
             for a in arch_list:
                 if (a.directory, a.name) in doomed or a.fresh:
                     continue
-                if now - stamp_time(a.stamp) > cfg.max_age_secs:
+                if ctx.now - stamp_time(a.stamp) > cfg.max_age_secs:
                     doomed.add((a.directory, a.name))
                     actions.append(_delete(a, f"older than max_age_secs={cfg.max_age_secs:g}",
-                                           undelivered))
+                                           ctx.undelivered))
+    return actions, doomed
 
-    # 3. Compression of what survives.
-    remaining = [a for a in live if (a.directory, a.name) not in doomed]
-    usage_after = usage - sum(a.alloc for a in live if (a.directory, a.name) in doomed)
+
+def _plan_compression(live: list[_Arch], remaining: list[_Arch], usage_after: int,
+                      ctx: _Context) -> list[Action]:
+    """Phase 3: compression of the archives retention keeps (`remaining`); with a soft limit
+    the group is over after retention (`usage_after`), even when `compress` is off."""
+    cfg, undelivered = ctx.cfg, ctx.undelivered
     over_soft = bool(cfg.soft_limit) and usage_after > cfg.soft_limit
-    newest = {k: max(v, key=lambda a: (a.stamp, a.seq)).name for k, v in per_active.items()}
-    compressing: set[str] = set()
-    if cfg.compress or over_soft:
-        for a in remaining:
-            if a.compressed:
-                continue
-            if cfg.delay_compress and newest[(a.directory, a.active)] == a.name and not over_soft:
-                continue
-            if a.path() in hold:
-                continue   # still being written last time: retried at the next rescan
-            if is_sparse(a.size, a.alloc):
-                # A mostly-hole file (e.g. 1 TB sparse) would cost hours of CPU to compress for
-                # nothing: the quota counts its blocks, retention deletes it in time.
-                continue
-            und = undelivered.get(a.path(), 0) + (
-                undelivered.get(os.path.join(a.directory, a.active), 0) if a.fresh else 0)
-            if und and not (cfg.hard_limit and usage_after > cfg.hard_limit):
-                continue
-            compressing.add(a.path())
-            why = ("over the soft quota" if over_soft and not cfg.compress
-                   else "compress = true" + (", delay_compress: not the newest archive"
-                                             if cfg.delay_compress else ""))
-            actions.append(Action("compress", a.directory, a.name, why, target=a.name + ZST,
-                                  undelivered_bytes=und))
+    if not (cfg.compress or over_soft):
+        return []
+    newest = {k: max(v, key=lambda a: (a.stamp, a.seq)).name
+              for k, v in _per_active(live).items()}
+    actions: list[Action] = []
+    for a in remaining:
+        if a.compressed:
+            continue
+        if cfg.delay_compress and newest[(a.directory, a.active)] == a.name and not over_soft:
+            continue
+        if a.path() in ctx.hold:
+            continue   # still being written last time: retried at the next rescan
+        if is_sparse(a.size, a.alloc):
+            # A mostly-hole file (e.g. 1 TB sparse) would cost hours of CPU to compress for
+            # nothing: the quota counts its blocks, retention deletes it in time.
+            continue
+        und = undelivered.get(a.path(), 0) + (
+            undelivered.get(os.path.join(a.directory, a.active), 0) if a.fresh else 0)
+        if und and not (cfg.hard_limit and usage_after > cfg.hard_limit):
+            continue
+        why = ("over the soft quota" if over_soft and not cfg.compress
+               else "compress = true" + (", delay_compress: not the newest archive"
+                                         if cfg.delay_compress else ""))
+        actions.append(Action("compress", a.directory, a.name, why, target=a.name + ZST,
+                              undelivered_bytes=und))
+    return actions
 
-    # 4. Quota. Compression savings are unknown until done: the next pass sees them. Under the
-    # hard limit, delete only what even the best case (every pending compression shrinking to
-    # nothing) leaves over the soft limit - so an archive that can never be compressed (still
-    # growing, say) does not hold up the quota forever. Over the hard limit, do not wait.
+
+def _plan_quota(group: str, files: list[_File], remaining: list[_Arch],
+                compressions: list[Action], new_archives: Mapping[tuple[str, str], str],
+                usage_after: int, ctx: _Context
+                ) -> tuple[list[Action], set[str], list[Breach]]:
+    """Phase 4: quota. Returns the deletions and truncations, the paths of the archives it
+    deletes (their compressions are dropped), and the limits still exceeded afterwards.
+
+    Compression savings are unknown until done: the next pass sees them. Under the hard limit,
+    delete only what even the best case (every pending compression shrinking to nothing) leaves
+    over the soft limit - so an archive that can never be compressed (still growing, say) does
+    not hold up the quota forever. Over the hard limit, do not wait."""
+    cfg, undelivered = ctx.cfg, ctx.undelivered
+    actions: list[Action] = []
     breaches: list[Breach] = []
+    dropped: set[str] = set()
     if not cfg.soft_limit or usage_after <= cfg.soft_limit:
-        return actions, breaches
+        return actions, dropped, breaches
+    compressing = {os.path.join(x.directory, x.name) for x in compressions}
     hard = cfg.hard_limit
     over_hard = bool(hard) and usage_after > hard
     pending = 0 if over_hard else sum(a.alloc for a in remaining if a.path() in compressing)
     target_bytes = cfg.soft_limit
-    dropped: set[str] = set()
     for a in sorted(remaining, key=lambda a: (a.stamp, a.seq)):
         if usage_after - pending <= target_bytes:
             break
@@ -342,9 +404,6 @@ def _plan_group(
         usage_after -= a.alloc
         dropped.add(a.path())
         actions.append(_delete(a, f"quota: group usage over {target_bytes} bytes", undelivered))
-    if dropped:   # no point compressing what the hard limit deletes now
-        actions = [x for x in actions
-                   if not (x.kind == "compress" and os.path.join(x.directory, x.name) in dropped)]
     usage_after -= pending
     if usage_after > target_bytes:
         breaches.append(Breach(group, "soft", usage_after, target_bytes))
@@ -362,7 +421,7 @@ def _plan_group(
                 actions.append(Action("truncate", f.directory, f.entry.name,
                                       f"hard quota {hard} bytes exceeded after deleting archives",
                                       undelivered_bytes=undelivered.get(_path(f), 0)))
-    return actions, breaches
+    return actions, dropped, breaches
 
 
 def _delete(a: _Arch, reason: str, undelivered: Mapping[str, int]) -> Action:

@@ -65,8 +65,12 @@ def sanitize_value(value: str) -> str:
     return _BAD_VALUE.sub("_", value) if value else "none"
 
 
-class _Client(StatsClientBase):  # type: ignore[misc]
-    """The statsd package's client API with our transport (`deliver` gets each datagram)."""
+class _Client(StatsClientBase):  # type: ignore[misc]  # the package ships no type hints
+    """The statsd package's client API with our transport (`deliver` gets each datagram).
+
+    Private surface of the package, on purpose: none of its public clients can re-resolve
+    without blocking, count send errors, or hand datagrams back for `profile replay`
+    (docs/dependencies.md, "statsd"); the tests of the wire format and packing pin it."""
 
     def __init__(self, deliver: Any, max_datagram_bytes: int) -> None:
         self._prefix = None

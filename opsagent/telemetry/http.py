@@ -7,12 +7,17 @@ has beaten its heart recently.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from opsagent.config.schema import parse_listen
+
+__all__ = ["Health", "TelemetryServer", "parse_listen"]
 
 
 class Health:
@@ -41,21 +46,17 @@ class Health:
         return self._ready, self._reason or ("ok" if self._ready else "not ready")
 
 
-def parse_listen(addr: str) -> tuple[str, int]:
-    """ "127.0.0.1:9101", ":9101", "[::1]:9101" -> (host, port); raises ValueError."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"listen address must be HOST:PORT, got {addr!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class TelemetryServer:
-    """Serves the endpoints from a daemon thread; `port` is the bound port (0 picks one)."""
+    """Serves the endpoints from a daemon thread; `port` is the bound port (0 picks one).
+
+    Raises ValueError for a malformed address and OSError when it cannot listen (port in use,
+    address not on this node): the caller reports either without a traceback."""
 
     def __init__(self, listen: str, registry: CollectorRegistry, health: Health) -> None:
         host, port = parse_listen(listen)
         handler = _handler(registry, health)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        server_cls = _Server6 if ":" in host else ThreadingHTTPServer
+        self._server = server_cls((host, port), handler)
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -67,6 +68,10 @@ class TelemetryServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:

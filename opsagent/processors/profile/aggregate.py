@@ -13,18 +13,17 @@ kind "c" counter or "g" gauge); sinks turn them into wire lines.
 from __future__ import annotations
 
 import bisect
-import calendar
 import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 
 from opsagent.processors.profile.config import UNIT_EXP, percentile_name
 from opsagent.processors.profile.parse import Key, Raw
 from opsagent.processors.profile.presets import Effective
 from opsagent.processors.profile.samples import Interval, Labels, Sample
 from opsagent.processors.profile.sketch import ZERO_THRESHOLD, DDSketch
+from opsagent.processors.profile.timeparse import parse_time
 
 OTHER = "other"
 _MISSING: tuple[int | None, float] = (None, -1.0)  # cache-miss marker (compared by identity)
@@ -57,14 +56,17 @@ class Aggregator:
     def __init__(self, eff: Effective, columns: Sequence[str], label_start: int,
                  stats: StatsSettings) -> None:
         """`columns` as produced by Parser: latency, [error], [time], then the labels that come
-        from the line (from `label_start` on, in the order of eff.labels)."""
+        from the line (from `label_start` on, in the order of eff.labels). With an event time,
+        each key is (start of the line's interval or None when its time does not parse, the
+        other columns in order): Parser with a TimeBucketer."""
         self.eff = eff
         self.stats = stats
         self.interval = stats.interval_secs
         self._lat_i = 0
         self._err_i = 1 if eff.error_field else None
         self._time_i = (2 if eff.error_field else 1) if eff.time_field else None
-        self._ls = label_start
+        # Labels' position in a key (timed keys hold the other columns without the time).
+        self._ls = label_start - 1 if eff.time_field else label_start
         line_labels = columns[label_start:]
         # Per label: position among the line's label values, or None (from the record).
         self._label_src: list[tuple[str, int | None]] = []
@@ -84,7 +86,6 @@ class Aggregator:
         self._proto = DDSketch(stats.relative_accuracy, stats.max_sketch_buckets)
         self._lat_cache: dict[Raw, tuple[int | None, float] | None] = {}
         self._err_cache: dict[Raw, bool] = {}
-        self._time_cache: dict[Raw, float | None] = {}
         self._label_cache: dict[Raw, str] = {}
         self.open: dict[int, dict[tuple[str, ...], _Series]] = {}
         # Per interval start: unparsed lines by reason (stamped with the time they were read)
@@ -132,7 +133,10 @@ class Aggregator:
         ls = self._ls
         # (interval start, raw label values) -> (series, overflowed): one look-up per key.
         series_cache: dict[tuple[int, tuple[Raw, ...]], tuple[_Series, bool]] = {}
+        t_start: int | None = None
         for key, n in counts.items():
+            if time_i is not None:
+                t_start, key = key
             raw = key[0]
             lat = lat_cache.get(raw, _MISSING)
             if lat is _MISSING:
@@ -144,14 +148,13 @@ class Aggregator:
                 bad["bad_value"] += n
                 continue
             if time_i is not None:
-                t = self._time(key[time_i])
-                if t is None:
+                if t_start is None:
                     bad["bad_time"] += n
                     continue
-                if future_limit is not None and t > future_limit:
+                start = t_start
+                if future_limit is not None and start > future_limit:
                     self.future += n
-                    t = now
-                start = int(t // interval) * interval
+                    start = int(now // interval) * interval
                 if start < self.flushed_before:
                     self.late += n
                     start = int(self.flushed_before)
@@ -242,16 +245,6 @@ class Aggregator:
             cache[raw] = out
         return out
 
-    def _time(self, raw: Raw) -> float | None:
-        cache = self._time_cache
-        if raw in cache:
-            return cache[raw]
-        t = parse_time(raw, self.eff.time_format)
-        if len(cache) >= _CACHE_MAX:
-            cache.clear()
-        cache[raw] = t
-        return t
-
     def flush(self, before: float | None = None) -> list[Interval]:
         """Finish and return, in time order, every interval that ends at or before `before`
         (None: all of them), with its unparsed and series_overflow counts."""
@@ -310,33 +303,6 @@ def _round(v: float) -> float:
 
 def _num(v: float) -> str:
     return f"{v:.6f}".rstrip("0").rstrip(".")
-
-
-def parse_time(raw: Raw, fmt: str) -> float | None:
-    """Epoch seconds of a time field; None when it does not parse. Times without a zone are UTC.
-    fmt: "unix" (seconds, may be fractional), "unix_ms", "iso8601", or a strptime format."""
-    if raw is None:
-        return None
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    try:
-        if fmt == "unix":
-            t = float(text)
-        elif fmt == "unix_ms":
-            t = float(text) / 1000.0
-        elif fmt == "iso8601":
-            dt = datetime.fromisoformat(text.strip())
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            t = dt.timestamp()
-        else:
-            dt = datetime.strptime(text, fmt)
-            if dt.tzinfo is None:
-                t = calendar.timegm(dt.timetuple()) + dt.microsecond / 1e6
-            else:
-                t = dt.timestamp()
-    except (ValueError, OverflowError):
-        return None
-    return t if math.isfinite(t) else None
 
 
 __all__ = ["Aggregator", "Interval", "Sample", "StatsSettings", "parse_time"]

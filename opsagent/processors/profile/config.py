@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import zoneinfo
+from datetime import UTC, tzinfo
 from typing import Literal
 
 from opsagent.sinks.graphite import GraphiteConfig
@@ -24,7 +26,7 @@ class ProfileConfig:
 
     name: str  # metric name segment and self-metric label; [A-Za-z][A-Za-z0-9_]*
     tail: TailConfig
-    preset: Literal["", "nginx", "motan"] = ""
+    preset: Literal["", "nginx", "motan", "motan_timed"] = ""
     format: Literal["", "regex", "delimited", "json", "logfmt"] = ""
     wrapper: Literal["auto", "none", "cri", "docker"] = "auto"
     pattern: str = ""  # format "regex": Python regex with named groups, matched at line start
@@ -38,6 +40,7 @@ class ProfileConfig:
     error_min: float | None = None  # ... is a number >= this (e.g. HTTP status 500)
     time_field: str = ""  # event time from the line; "" = time the line was read
     time_format: str = ""  # strptime format, or "unix", "unix_ms", "iso8601"
+    time_zone: str = "UTC"  # IANA zone of event times written without an offset
     labels: tuple[str, ...] | None = None  # fields (or tail path_pattern groups) to group by
     interval_secs: int = 10
     percentiles: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
@@ -71,9 +74,20 @@ class ProfileConfig:
             raise ValueError(f"max_sketch_buckets must be >= 16, got {self.max_sketch_buckets}")
         if self.late_secs < 0:
             raise ValueError(f"late_secs must be >= 0, got {self.late_secs}")
+        self.tzinfo()  # raises ValueError naming time_zone
         from opsagent.processors.profile.presets import effective
 
         effective(self)  # raises ValueError naming the key when the combination is incomplete
+
+    def tzinfo(self) -> tzinfo:
+        """The zone of event times without an offset (ValueError naming time_zone)."""
+        if self.time_zone == "UTC":
+            return UTC
+        try:
+            return zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone: unknown time zone {self.time_zone!r} (an IANA name "
+                             "such as \"Asia/Shanghai\", or \"UTC\")") from None
 
 
 def percentile_name(p: float) -> str:

@@ -8,6 +8,10 @@ once per distinct tuple instead of once per line. The delimited format does the 
 in C (bytes.split, operator.itemgetter and Counter over map()), falling back to a per-line loop
 only for a batch that contains a line with too few fields.
 
+With an event time column and a TimeBucketer, lines are counted by (start of the line's
+interval, the other columns), so they are grouped by interval, not by timestamp: a millisecond
+time column would otherwise make every tuple distinct.
+
 Unparsed reasons: empty, no_match (regex did not match / too few delimited fields), bad_json,
 missing_field (JSON / logfmt line without the latency field).
 """
@@ -19,13 +23,15 @@ import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from itertools import repeat
+from itertools import repeat, tee
 from typing import Any
 
 from opsagent.processors.profile.presets import Effective
+from opsagent.processors.profile.timeparse import TimeBucketer
 
 Raw = bytes | str | None
-Key = tuple[Raw, ...]
+# Raw column values; with an event time (interval start or None, tuple of the other columns).
+Key = tuple[Any, ...]
 
 # logfmt: key=value, key="quoted \" value", bare key (value "true"); see
 # https://brandur.org/logfmt
@@ -38,13 +44,19 @@ class Parser:
     appear twice, e.g. status as error field and label). Labels in `record_labels` come from
     the file, not the line, and are not columns."""
 
-    def __init__(self, eff: Effective, record_labels: Sequence[str] = ()) -> None:
+    def __init__(self, eff: Effective, record_labels: Sequence[str] = (),
+                 bucketer: TimeBucketer | None = None) -> None:
+        """With `bucketer` and a time field, keys are (interval start, None when the time does
+        not parse; the tuple of the other columns) instead of raw column tuples."""
         self.eff = eff
         cols: list[str] = [eff.latency_field]
         cols += [name for name in (eff.error_field, eff.time_field) if name]
+        self._bucketer = bucketer if eff.time_field else None
+        self._time_i = len(cols) - 1
         self.label_start = len(cols)
         cols += [name for name in eff.labels if name not in record_labels]
         self.columns: tuple[str, ...] = tuple(cols)
+        self._nrest = len(cols) - 1  # columns other than the time
         fmt = eff.format
         self._parse: Callable[[list[bytes]], tuple[Counter[Key], Counter[str]]]
         if fmt == "delimited":
@@ -63,8 +75,20 @@ class Parser:
             raise ValueError(f"unknown format {fmt!r}")
 
     def parse(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
-        """Counts of column tuples, and counts of unparsed lines by reason."""
+        """Counts of column tuples, and counts of unparsed lines by reason. With a
+        TimeBucketer and a time column, each key is (interval start or None when the time does
+        not parse, the tuple of the other columns): lines grouped by interval."""
         return self._parse(lines)
+
+    def _count(self, rows: list[Key]) -> Counter[Key]:
+        """Counter of rows (tuples in the order of `columns`), the time column first replaced
+        by interval starts."""
+        if self._bucketer is None or not rows:
+            return Counter(rows)
+        ti = self._time_i
+        starts = self._bucketer.starts(list(map(operator.itemgetter(ti), rows)))
+        rest_of = _getter([i for i in range(len(self.columns)) if i != ti])
+        return Counter(zip(starts, map(rest_of, rows), strict=True))
 
     # -- delimited ---------------------------------------------------------------------------
 
@@ -80,23 +104,52 @@ class Parser:
             operator.itemgetter(*real)
         self._ncols = len(real)
         self._delim = self.eff.delimiter.encode()
+        if self._bucketer is not None:
+            ti = self._time_i
+            self._time_part = operator.itemgetter(real[ti])
+            self._rest_parts = _getter(real[:ti] + real[ti + 1:])
 
     def _parse_delimited(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
         delim, maxsplit = self._delim, self._min_fields
         bad: Counter[str] = Counter()
-        try:
-            counts: Counter[Key] = Counter(
-                map(self._getter, map(bytes.split, lines, repeat(delim), repeat(maxsplit))))
-        except IndexError:  # a line with too few fields: classify line by line
-            counts = Counter()
-            getter, need = self._getter, self._min_fields
-            for line in lines:
-                parts = line.split(delim, maxsplit)
-                if len(parts) >= need:
-                    counts[getter(parts)] += 1
-                else:
-                    bad["no_match" if line.strip() else "empty"] += 1
-        if self._missing or len(self.columns) != self._ncols or self._ncols == 1:
+        if self._bucketer is not None:
+            # One lazy pass, no list of split lines (building one costs more than the split
+            # itself, in allocation and garbage-collector work): tee feeds the time column to
+            # the bucketer and the other columns alongside, and Counter groups the pairs.
+            try:
+                by_time, by_rest = tee(map(bytes.split, lines, repeat(delim), repeat(maxsplit)))
+                counts = Counter(zip(
+                    self._bucketer.map_bytes(map(self._time_part, by_time)),
+                    map(self._rest_parts, by_rest), strict=True))
+            except IndexError:  # a line with too few fields: classify line by line
+                need = self._min_fields
+                good = []
+                for line in lines:
+                    p = line.split(delim, maxsplit)
+                    if len(p) >= need:
+                        good.append(p)
+                    else:
+                        bad["no_match" if line.strip() else "empty"] += 1
+                counts = Counter(zip(
+                    self._bucketer.map_bytes(map(self._time_part, good)),
+                    map(self._rest_parts, good), strict=True))
+        else:
+            try:
+                counts = Counter(
+                    map(self._getter, map(bytes.split, lines, repeat(delim), repeat(maxsplit))))
+            except IndexError:  # a line with too few fields: classify line by line
+                counts = Counter()
+                getter, need = self._getter, self._min_fields
+                for line in lines:
+                    p = line.split(delim, maxsplit)
+                    if len(p) >= need:
+                        counts[getter(p)] += 1
+                    else:
+                        bad["no_match" if line.strip() else "empty"] += 1
+        if self._bucketer is not None:
+            if self._missing or self._nrest == 1:
+                counts = self._fix_timed_columns(counts)
+        elif self._missing or len(self.columns) != self._ncols or self._ncols == 1:
             counts = self._fix_columns(counts)
         return counts, bad
 
@@ -108,6 +161,17 @@ class Parser:
             for i in missing:
                 vals[i] = None
             out[tuple(vals)] += c
+        return out
+
+    def _fix_timed_columns(self, counts: Counter[Key]) -> Counter[Key]:
+        out: Counter[Key] = Counter()
+        n, ti = self._nrest, self._time_i
+        missing = [i - 1 if i > ti else i for i in self._missing]
+        for (start, rest), c in counts.items():
+            vals: list[Raw] = list(rest[:n])
+            for i in missing:
+                vals[i] = None
+            out[(start, tuple(vals))] += c
         return out
 
     # -- regex -------------------------------------------------------------------------------
@@ -134,12 +198,12 @@ class Parser:
                     bad["no_match" if line.strip() else "empty"] += 1
                 else:
                     append(tuple(m.group(nm) if nm else None for nm in names))
-        return Counter(keys), bad
+        return self._count(keys), bad
 
     # -- JSON lines --------------------------------------------------------------------------
 
     def _parse_json(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
-        counts: Counter[Key] = Counter()
+        rows: list[Key] = []
         bad: Counter[str] = Counter()
         paths = self._paths
         for line in lines:
@@ -158,13 +222,13 @@ class Parser:
             if vals[0] is None:
                 bad["missing_field"] += 1
                 continue
-            counts[vals] += 1
-        return counts, bad
+            rows.append(vals)
+        return self._count(rows), bad
 
     # -- logfmt ------------------------------------------------------------------------------
 
     def _parse_logfmt(self, lines: list[bytes]) -> tuple[Counter[Key], Counter[str]]:
-        counts: Counter[Key] = Counter()
+        rows: list[Key] = []
         bad: Counter[str] = Counter()
         names = self._names
         findall = _LOGFMT.findall
@@ -177,8 +241,15 @@ class Parser:
             if vals[0] is None:
                 bad["missing_field"] += 1
                 continue
-            counts[vals] += 1
-        return counts, bad
+            rows.append(vals)
+        return self._count(rows), bad
+
+
+def _getter(indices: list[int]) -> Callable[[Any], tuple[Raw, ...]]:
+    """itemgetter that always returns a tuple (of one index it would return the item)."""
+    if len(indices) == 1:
+        return operator.itemgetter(indices[0], indices[0])
+    return operator.itemgetter(*indices)
 
 
 def _json_value(obj: dict[str, Any], path: list[str]) -> str | None:

@@ -1,5 +1,6 @@
-"""Ready-made formats (nginx access log with $request_time, Motan access log) and the merge of a
-preset with the user's keys into the effective settings of a pipeline."""
+"""Ready-made formats (nginx access log with $request_time, Motan access log with or without
+its log4j time prefix) and the merge of a preset with the user's keys into the effective
+settings of a pipeline."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ MOTAN_FIELDS = (
     "request_bytes", "response_bytes", "segment_time", "whole_time",
 )
 
+# The same lines as Motan's own log4j configuration writes them (motan-demo log4j.properties,
+# accessfile: `%-d{yyyy-MM-dd HH:mm:ss} [%p] %m%n`) or with logback's millisecond
+# `%d{yyyy-MM-dd HH:mm:ss.SSS} %m%n`: a time prefix, then the 16 fields. The prefix and the
+# `side` field share the first "|" field ("2024-01-01 12:00:00.123 [INFO] server"), named `time`;
+# the time parser reads its leading date and time and ignores the words after them, and the
+# fraction is optional, so both layouts parse with one format.
+MOTAN_TIMED_FIELDS = ("time", *MOTAN_FIELDS[1:])
+
 PRESETS: dict[str, dict[str, object]] = {
     "nginx": {
         "format": "regex", "pattern": NGINX_PATTERN, "latency_field": "request_time",
@@ -41,6 +50,12 @@ PRESETS: dict[str, dict[str, object]] = {
         "format": "delimited", "delimiter": "|", "fields": MOTAN_FIELDS,
         "latency_field": "whole_time", "latency_unit": "ms", "error_field": "success",
         "error_values": ("false",), "labels": ("interface", "method"),
+    },
+    "motan_timed": {
+        "format": "delimited", "delimiter": "|", "fields": MOTAN_TIMED_FIELDS,
+        "latency_field": "whole_time", "latency_unit": "ms", "error_field": "success",
+        "error_values": ("false",), "labels": ("interface", "method"),
+        "time_field": "time", "time_format": "%Y-%m-%d %H:%M:%S.%f",
     },
 }
 

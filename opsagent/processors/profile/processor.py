@@ -15,6 +15,7 @@ from opsagent.processors.profile.config import ProfileConfig
 from opsagent.processors.profile.parse import Parser
 from opsagent.processors.profile.presets import effective
 from opsagent.processors.profile.samples import Interval
+from opsagent.processors.profile.timeparse import TimeBucketer, TimeParser
 from opsagent.processors.profile.unwrap import Unwrapper
 from opsagent.telemetry.registry import PerRegistry
 
@@ -63,7 +64,9 @@ class ProfileProcessor:
             name for name in eff.labels
             if name in path_groups or (known is not None and name not in known)
             or (known is None and name in static_labels))
-        self.parser = Parser(eff, record_labels)
+        bucketer = TimeBucketer(TimeParser(eff.time_format, cfg.tzinfo()), cfg.interval_secs) \
+            if eff.time_field else None
+        self.parser = Parser(eff, record_labels, bucketer)
         self.agg = Aggregator(eff, self.parser.columns, self.parser.label_start, StatsSettings(
             interval_secs=cfg.interval_secs, percentiles=cfg.percentiles, buckets=cfg.buckets,
             max_series=cfg.max_series, relative_accuracy=cfg.relative_accuracy,

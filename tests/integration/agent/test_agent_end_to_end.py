@@ -285,11 +285,15 @@ def test_one_agent_runs_every_job_reloads_and_drains_losing_nothing(
     cm.swap(cfg(interval=1, keep=50))
     agent.wait(lambda: agent.metric("opsagent_config_reloads_total", {"result": "applied"}) == 2,
                "the ConfigMap-swap reload")
-    # A broken update is rejected and the running config kept.
+    # A broken update is rejected and the running config kept; the pod says so (not ready,
+    # the reason in /readyz) until the ConfigMap is fixed.
     cm.swap(cfg(interval=1, keep=50, extra="no_such_key = 1"))
     agent.wait(lambda: agent.metric("opsagent_config_reloads_total",
                                     {"result": "rejected"}) == 1, "the rejected reload")
-    assert agent.get("/readyz")[0] == 200
+    code, why = agent.get("/readyz")
+    assert code == 503 and "config rejected" in why and "no_such_key" in why, why
+    cm.swap(cfg(interval=1, keep=50))
+    agent.wait(lambda: agent.get("/readyz") == (200, "ok\n"), "ready after the fix")
 
     # The application log has outgrown the soft quota several times over.
     agent.wait(lambda: app_runs(d) * APP_BYTES_PER_RUN > 3 * SOFT,
@@ -344,10 +348,11 @@ def test_one_agent_runs_every_job_reloads_and_drains_losing_nothing(
     # Cron: the hello job's output is in the agent's log under its crontab FILE:LINE.
     job = f"{d / 'crontab'}:{hello_line(d)}"
     assert any(r.get("msg") == "hello from cron" and r.get("job") == job for r in log_records)
-    # The reloads restarted only what changed.
+    # The reloads restarted only what changed (the fix after the rejected swap is the running
+    # config again: applied, nothing restarted).
     changes = [r["changes"] for r in log_records if r.get("msg") == "config reloaded"]
     assert changes == [["stop profile:shop", "start profile:shop"],
-                       ["stop rotate:apps", "start rotate:apps"]], changes
+                       ["stop rotate:apps", "start rotate:apps"], []], changes
     assert any(r.get("msg") == "config rejected; keeping the running config"
                and "no_such_key" in r.get("error", "") for r in log_records)
 

@@ -41,8 +41,8 @@ def _wait(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
 def _wait_running(proc: subprocess.Popen[bytes], log: Path) -> None:
     def running() -> bool:
         assert proc.poll() is None, f"exited with {proc.returncode}: {log.read_text()}"
-        return "rotation running" in log.read_text(errors="replace")
-    _wait(running, "'rotation running' in the log")
+        return "agent started" in log.read_text(errors="replace")
+    _wait(running, "'agent started' in the log")
 
 
 def _inotify_watches(pid: int, ino: int) -> bool:
@@ -143,7 +143,7 @@ def test_second_agent_refused_while_lock_held(tmp_path: Path) -> None:
     with log.open("wb") as err:
         first = subprocess.Popen([*OPSAGENT, "rotate", "--config", str(cfg)], stderr=err)
     try:
-        # "rotation running" is logged with the lock held and the SIGTERM handler installed
+        # "agent started" is logged with the lock held and the SIGTERM handler installed
         # (the pid in the lock file alone comes before the handler: a SIGTERM then kills it).
         _wait_running(first, log)
         lock = tmp_path / "state" / "rotate.lock"

@@ -242,3 +242,41 @@ def test_clock_jump_is_counted_and_fixed_jobs_caught_up(tmp_path: Path) -> None:
     caught = [(jid, c) for jid, _, _, c in runner.starts]
     assert (f"{cron}:1", True) in caught
     assert registry.get_sample_value("opsagent_cron_missed_runs_total", {"job": f"{cron}:2"}) >= 1
+
+
+def test_reconfigure_adds_and_removes_crontabs_without_touching_running_jobs(
+        tmp_path: Path) -> None:
+    """The agent's [cron] section changed (a crontab added, one removed): the scheduler is not
+    restarted, so running jobs get no signal, @reboot does not run again (not even the new
+    crontab's: @reboot runs once per start), and the kept crontab's job keeps its times."""
+    first = str(tmp_path / "crontab")
+    state = {"step": 0}
+
+    def hook(clock: ScriptClock, events: queue.SimpleQueue[Any]) -> None:
+        now = clock.now()
+        if state["step"] == 0 and now >= T0 + datetime.timedelta(seconds=12):
+            second = files.put("second", "s1", [job(1, PeriodExpr(3), file=str(
+                tmp_path / "second")), job(2, None, file=str(tmp_path / "second"))])
+            d.reconfigure(DaemonConfig(paths=(first, second), grace_secs=9.0))
+            state["step"] = 1
+        elif state["step"] == 1 and now >= T0 + datetime.timedelta(seconds=20):
+            d.reconfigure(DaemonConfig(paths=(str(tmp_path / "second"),), grace_secs=9.0))
+            state["step"] = 2
+        elif now >= T0 + datetime.timedelta(seconds=30):
+            events.put(STOP)
+
+    d, runner, files, registry = make(tmp_path, hook, [job(1, PeriodExpr(5), file=first),
+                                                       job(2, None, file=first)])
+    runner.live = 1                     # a long job is running all along
+    assert d.run() == 0
+    second = str(tmp_path / "second")
+    by_job: dict[str, list[int]] = {}
+    for jid, _, start, _ in runner.starts:
+        by_job.setdefault(jid, []).append(int((start - T0).total_seconds()))
+    assert by_job[f"{first}:2"] == [0]                 # @reboot: once, at start
+    assert f"{second}:2" not in by_job                 # the added crontab's @reboot: never
+    assert by_job[f"{first}:1"] == [5, 10, 15, 20]     # kept on time, gone after removal
+    assert by_job[f"{second}:1"][0] in (15, 16) and by_job[f"{second}:1"][-1] >= 27
+    assert runner.signals == [signal.SIGTERM]          # only the final drain signalled
+    assert d.config.grace_secs == 9.0
+    assert registry.get_sample_value("opsagent_cron_jobs") == 2

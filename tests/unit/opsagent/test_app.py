@@ -20,7 +20,13 @@ from typing import Any
 import prometheus_client
 import pytest
 
-from opsagent.app import CONFIG_CHANGED, RESTART_BACKOFF_SECS, Agent, wanted_components
+from opsagent.app import (
+    CONFIG_CHANGED,
+    CONFIG_SETTLE_SECS,
+    RESTART_BACKOFF_SECS,
+    Agent,
+    wanted_components,
+)
 from opsagent.clock import FakeClock, SystemClock
 from opsagent.commands.agent import AgentLockHeld, lock_state_dir
 from opsagent.components import ForwardComponent
@@ -125,6 +131,7 @@ class FakeAgent(Agent):
 def setup(tmp_path: Path) -> Iterator[tuple[FakeAgent, Path, FakeClock]]:
     path = tmp_path / "opsagent.toml"
     path.write_text(config_text(tmp_path))
+    (tmp_path / "crontab").write_text("")    # validated on every reload, as at start
     clock = FakeClock()
     agent = FakeAgent(str(path), schema.load(str(path)), clock=clock,
                       registry=prometheus_client.CollectorRegistry(),
@@ -258,7 +265,7 @@ def test_component_that_cannot_start_is_retried_after_the_backoff(
 
 def test_run_loop_reloads_on_sighup_and_file_change_then_drains(
         setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
-    agent, path, _ = setup
+    agent, path, clock = setup
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(agent.run()), daemon=True)
     t.start()
@@ -268,7 +275,7 @@ def test_run_loop_reloads_on_sighup_and_file_change_then_drains(
     wait_for(lambda: reloads(agent, "applied") == 1, "SIGHUP reload")
     path.write_text(config_text(tmp_path, interval=5, keep=3))
     agent.events.put(CONFIG_CHANGED)
-    wait_for(lambda: reloads(agent, "applied") == 2, "file-change reload")
+    settle_until(agent, clock, lambda: reloads(agent, "applied") == 2, "file-change reload")
     assert agent.cfg.rotate[0].keep == 3
     agent.events.put(CONFIG_CHANGED)       # a hint without a content change: no reload
     agent.events.put(signal.SIGTERM)
@@ -280,7 +287,7 @@ def test_run_loop_reloads_on_sighup_and_file_change_then_drains(
 
 def test_rejected_content_is_not_retried_on_every_change_event(
         setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
-    agent, path, _ = setup
+    agent, path, clock = setup
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(agent.run()), daemon=True)
     t.start()
@@ -288,17 +295,33 @@ def test_rejected_content_is_not_retried_on_every_change_event(
     path.write_text(config_text(tmp_path) + "bogus_key = 1\n")
     for _ in range(3):                     # a ConfigMap swap makes several events
         agent.events.put(CONFIG_CHANGED)
+    settle_until(agent, clock, lambda: reloads(agent, "rejected") == 1, "the rejection")
+    for _ in range(3):                     # the same bad content again: not re-counted
+        agent.events.put(CONFIG_CHANGED)
+    settle_until(agent, clock, lambda: agent._settle.due is None, "the settled file")
     agent.events.put(signal.SIGHUP)        # an explicit reload does retry
     path_fixed = config_text(tmp_path, keep=2)
     wait_for(lambda: reloads(agent, "rejected") == 2, "the SIGHUP retry")
     path.write_text(path_fixed)
     agent.events.put(CONFIG_CHANGED)       # new content: reloaded
-    wait_for(lambda: reloads(agent, "applied") == 1, "the fixed config")
+    settle_until(agent, clock, lambda: reloads(agent, "applied") == 1, "the fixed config")
     agent.events.put(signal.SIGTERM)
     t.join(30)
     assert result == [0]
     assert reloads(agent, "rejected") == 2
     assert agent.cfg.rotate[0].keep == 2
+
+
+def settle_until(agent: Agent, clock: FakeClock, cond: Any, what: str,
+                 timeout: float = 60.0) -> None:
+    """Let the fake clock run through the config file's settle period until `cond`."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        clock.advance(CONFIG_SETTLE_SECS / 2)
+        agent.events.put("wake")           # any event makes the loop look again
+        time.sleep(0.02)
 
 
 def wait_for(cond: Any, what: str, timeout: float = 60.0) -> None:
@@ -383,3 +406,280 @@ def test_forwarder_drain_fits_in_the_agent_deadline(tmp_path: Path, own: float, 
     assert isinstance(comp, ForwardComponent)
     assert comp.pipeline.cfg.drain_timeout_secs == expected
     assert comp.config.drain_timeout_secs == own      # what a reload compares is unchanged
+
+
+def gauge(agent: Agent, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return agent.registry.get_sample_value(name, labels or {})
+
+
+def test_non_utf8_config_is_a_rejected_reload_not_a_crash(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
+    """`# café` saved as Latin-1: the agent used to die with a UnicodeDecodeError."""
+    agent, path, _ = setup
+    agent.start()
+    before = agent.fakes
+    good = config_text(tmp_path)
+    path.write_bytes(good.encode() + "# café\n".encode("latin-1"))
+    assert agent.reload() is False
+    assert agent.components == before
+    assert all(c.stopped_with is None for c in before.values())
+    ready, why = agent.health.ready()
+    line = good.count("\n") + 1
+    assert not ready
+    assert why == (f"config rejected, running the previous one: {path}: not UTF-8 (TOML files "
+                   f"must be): invalid byte at line {line}, column 6")
+    assert gauge(agent, "opsagent_config_last_reload_successful") == 0
+    assert gauge(agent, "opsagent_ready") == 0
+    path.write_text(good)                         # fixed: ready again
+    assert agent.reload() is True
+    assert agent.health.ready() == (True, "ok")
+    assert gauge(agent, "opsagent_config_last_reload_successful") == 1
+    assert gauge(agent, "opsagent_ready") == 1
+
+
+def test_reload_runs_the_start_up_validation_before_anything_stops(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
+    """A rotate job now also watching the tree that holds state_dir: refused as at start,
+    while the old rotate job keeps running."""
+    agent, path, _ = setup
+    agent.start()
+    before = agent.fakes
+    path.write_text(config_text(tmp_path).replace(f'directories = ["{tmp_path}/logs"]',
+                                                  f'directories = ["{tmp_path}/logs", '
+                                                  f'"{tmp_path}"]'))
+    assert agent.reload() is False
+    assert agent.components == before
+    assert before[("rotate", "apps")].stopped_with is None
+    ready, why = agent.health.ready()
+    assert not ready and f"{path}: state_dir: " in why
+    assert reloads(agent, "rejected") == 1 and reloads(agent, "applied") == 0
+
+
+def test_reload_rejects_a_crontab_error_like_start_up(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
+    agent, path, _ = setup
+    agent.start()
+    before = agent.fakes
+    path.write_text(config_text(tmp_path, keep=2).replace(
+        f'crontabs = ["{tmp_path / "crontab"}"]', f'crontabs = ["{tmp_path / "missing"}"]'))
+    assert agent.reload() is False
+    assert agent.components == before and agent.cfg.rotate[0].keep == 5
+    assert f"{tmp_path / 'missing'}:0: cannot read crontab" in agent.health.ready()[1]
+
+
+def test_http_listen_cannot_move_on_reload(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
+    agent, path, _ = setup
+    agent.start()
+    path.write_text(config_text(tmp_path) + '[telemetry]\nhttp_listen = "127.0.0.1:9999"\n')
+    assert agent.reload() is False
+    assert "telemetry.http_listen: cannot change on reload" in agent.health.ready()[1]
+
+
+def test_a_fifo_as_the_config_is_rejected_without_blocking(
+        setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, path, _ = setup
+    agent.start()
+    path.unlink()
+    os.mkfifo(path)
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(agent.reload()), daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "reload blocked on the FIFO"
+    assert result == [False]
+    assert "not a regular file (a FIFO)" in agent.health.ready()[1]
+    assert len(agent.components) == 4
+
+
+def run_in_thread(agent: Agent) -> tuple[threading.Thread, list[int]]:
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(agent.run()), daemon=True)
+    t.start()
+    wait_for(lambda: len(agent.components) == 4, "start")
+    return t, result
+
+
+def test_an_edit_written_in_two_parts_is_applied_once_whole(
+        setup: tuple[FakeAgent, Path, FakeClock], tmp_path: Path) -> None:
+    agent, path, clock = setup
+    t, result = run_in_thread(agent)
+    forward = agent.fakes[("forward", "critical")]
+    whole = config_text(tmp_path, keep=3)
+    half = whole[:whole.index("[[forward]]")]      # parses: a config without the forwarder
+    with path.open("w") as f:
+        f.write(half)
+        f.flush()
+        agent.events.put(CONFIG_CHANGED)
+        wait_for(agent.events.empty, "the first change event taken")
+        time.sleep(0.3)                            # the writer's pause between the parts
+        f.write(whole[len(half):])
+    agent.events.put(CONFIG_CHANGED)
+    settle_until(agent, clock, lambda: reloads(agent, "applied") == 1, "the whole file")
+    assert agent.cfg.rotate[0].keep == 3
+    assert agent.fakes[("forward", "critical")] is forward   # never stopped by the half file
+    assert forward.stopped_with is None
+    agent.events.put(signal.SIGTERM)
+    t.join(30)
+    assert result == [0] and reloads(agent, "applied") == 1
+
+
+def test_an_empty_file_is_not_applied_over_a_working_config_unless_sighup(
+        setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, path, clock = setup
+    t, result = run_in_thread(agent)
+    before = agent.fakes
+    path.write_text("")
+    agent.events.put(CONFIG_CHANGED)
+    settle_until(agent, clock, lambda: reloads(agent, "rejected") == 1, "the rejection")
+    assert agent.fakes == before and all(c.stopped_with is None for c in before.values())
+    ready, why = agent.health.ready()
+    assert not ready and "would stop every job" in why and "SIGHUP" in why
+    # A config without jobs written on purpose is held the same way, until SIGHUP.
+    path.write_text(f'state_dir = "{agent.cfg.state_dir}"\n')
+    agent.events.put(CONFIG_CHANGED)
+    settle_until(agent, clock, lambda: reloads(agent, "rejected") == 2, "the second rejection")
+    assert agent.fakes == before
+    agent.events.put(signal.SIGHUP)                # the explicit sign
+    wait_for(lambda: reloads(agent, "applied") == 1, "the SIGHUP")
+    assert agent.components == {}
+    assert all(c.stopped_with is not None for c in before.values())
+    assert agent.health.ready() == (True, "ok")    # nothing configured, nothing failing
+    agent.events.put(signal.SIGTERM)
+    t.join(30)
+    assert result == [0]
+
+
+def test_readiness_reports_a_component_that_cannot_run(
+        setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, _, clock = setup
+    key = ("profile", "shop")
+    agent.fail_build = {key}
+    agent.start()
+    ready, why = agent.health.ready()
+    assert not ready and why == "profile:shop not running: cannot build"
+    assert gauge(agent, "opsagent_component_up", {"component": "profile", "job": "shop"}) == 0
+    assert gauge(agent, "opsagent_component_up", {"component": "rotate", "job": "apps"}) == 1
+    agent.fail_build = set()
+    agent._check_components()
+    clock.advance(RESTART_BACKOFF_SECS + 0.1)
+    agent._check_components()                      # started again: not trusted yet
+    assert agent.fakes[key].started and not agent.health.ready()[0]
+    clock.advance(RESTART_BACKOFF_SECS)
+    agent._check_components()                      # ran for a whole backoff: ready
+    assert agent.health.ready() == (True, "ok")
+    assert gauge(agent, "opsagent_component_up", {"component": "profile", "job": "shop"}) == 1
+
+
+def test_a_component_that_dies_is_not_ready(setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    agent, _, _ = setup
+    agent.start()
+    agent.fakes[("rotate", "apps")].dead = True
+    agent._check_components()
+    ready, why = agent.health.ready()
+    assert not ready and why.startswith("rotate:apps not running")
+    assert gauge(agent, "opsagent_component_up", {"component": "rotate", "job": "apps"}) == 0
+
+
+def test_missing_sasl_password_file_makes_the_agent_not_ready(tmp_path: Path) -> None:
+    """A real forward pipeline that cannot run at all: /readyz 503 naming it, not 200."""
+    (tmp_path / "critical").mkdir()
+    path = tmp_path / "opsagent.toml"
+    path.write_text(config_text(tmp_path, kafka_port=free_port(), drain=3.0).replace(
+        'topic = "critical-logs"',
+        'topic = "critical-logs"\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_mechanism = '
+        f'"PLAIN"\nsasl_username = "u"\nsasl_password_file = "{tmp_path}/missing"'))
+    cfg = schema.load(str(path))
+    cfg = schema.AgentConfig(state_dir=cfg.state_dir, drain_deadline_secs=3.0,
+                             forward=cfg.forward)
+    registry = prometheus_client.CollectorRegistry()
+    clock = SystemClock()
+    health = Health(clock.monotonic)
+    server = TelemetryServer("127.0.0.1:0", registry, health)
+    server.start()
+    agent = Agent(str(path), cfg, clock=clock, registry=registry, health=health, env={},
+                  reaper=None)
+    stop = threading.Event()
+    t = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: "sasl_password_file" in health.ready()[1], "the failure in /readyz")
+        assert _get(server.port, "/readyz") == 503
+        assert _get(server.port, "/healthz") == 200        # alive: only not ready
+        assert registry.get_sample_value(
+            "opsagent_component_up", {"component": "forward", "job": "critical"}) == 0
+    finally:
+        stop.set()
+        t.join(30)
+        server.stop()
+
+
+class ReconfigurableFake(FakeComponent):
+    """Like CronComponent: takes a changed section in place (or fails to, when told)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.reconfigured: list[Any] = []
+        self.fail: OSError | None = None
+
+    def reconfigure(self, section: Any) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.reconfigured.append(section)
+
+
+class CronInPlaceAgent(FakeAgent):
+    def _build(self, key: Key, effective: Any) -> Any:
+        if key[0] != "cron":
+            return super()._build(key, effective)
+        comp = ReconfigurableFake(key, effective, None)
+        self.built.append(comp)
+        return comp
+
+
+@pytest.fixture
+def cron_setup(tmp_path: Path) -> tuple[CronInPlaceAgent, Path]:
+    path = tmp_path / "opsagent.toml"
+    path.write_text(config_text(tmp_path))
+    (tmp_path / "crontab").write_text("")
+    (tmp_path / "second").write_text("")
+    clock = FakeClock()
+    agent = CronInPlaceAgent(str(path), schema.load(str(path)), clock=clock,
+                             registry=prometheus_client.CollectorRegistry(),
+                             health=Health(clock.monotonic), env={}, reaper=None)
+    return agent, path
+
+
+def with_second_crontab(tmp_path: Path) -> str:
+    return config_text(tmp_path).replace(
+        f'crontabs = ["{tmp_path / "crontab"}"]',
+        f'crontabs = ["{tmp_path / "crontab"}", "{tmp_path / "second"}"]')
+
+
+def test_a_changed_cron_section_is_applied_in_place(
+        cron_setup: tuple[CronInPlaceAgent, Path], tmp_path: Path) -> None:
+    agent, path = cron_setup
+    agent.start()
+    cron = agent.components[("cron", "crontabs")]
+    assert isinstance(cron, ReconfigurableFake)
+    path.write_text(with_second_crontab(tmp_path))
+    assert agent.reload() is True
+    assert agent.components[("cron", "crontabs")] is cron and cron.stopped_with is None
+    assert [tuple(s.crontabs) for s in cron.reconfigured] == [
+        (str(tmp_path / "crontab"), str(tmp_path / "second"))]
+    assert len(agent.built) == 4                   # nothing rebuilt
+    assert agent.health.ready() == (True, "ok")
+
+
+def test_a_cron_section_that_cannot_be_applied_in_place_is_restarted(
+        cron_setup: tuple[CronInPlaceAgent, Path], tmp_path: Path) -> None:
+    agent, path = cron_setup
+    agent.start()
+    cron = agent.components[("cron", "crontabs")]
+    assert isinstance(cron, ReconfigurableFake)
+    cron.fail = OSError(24, "Too many open files")
+    path.write_text(with_second_crontab(tmp_path))
+    assert agent.reload() is True                  # the agent lives on
+    fresh = agent.components[("cron", "crontabs")]
+    assert fresh is not cron and cron.stopped_with == DEADLINE and fresh.started
+    assert agent.health.ready() == (True, "ok")

@@ -4,6 +4,7 @@ exit 2; the shipped example configs pass with 0."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,117 @@ def test_run_refuses_while_a_standalone_rotate_holds_the_rotation_lock(
         assert main(["run", "--config", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert f"rotate.lock is held by pid {os.getpid()}" in err
+
+
+def test_a_config_that_is_not_utf8_is_reported_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_bytes(f'state_dir = "{tmp_path}/state"\n'.encode() + "# café\n".encode("latin-1"))
+    rc, lines = check(cfg, capsys)
+    assert rc == 2
+    assert lines == [f"{cfg}: not UTF-8 (TOML files must be): invalid byte at line 2, "
+                     "column 6"]
+    # `opsagent run` refuses it the same way, before starting anything.
+    assert main(["run", "--config", str(cfg)]) == 2
+    assert capsys.readouterr().err.splitlines() == lines
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_fifo_as_the_config_is_refused_at_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    fifo = tmp_path / "agent.toml"
+    os.mkfifo(fifo)
+    argv = ["check-config", str(fifo)] if command == "check-config" else [
+        "run", "--config", str(fifo)]
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), f"{command} blocked on the FIFO"
+    assert result == [2]
+    assert capsys.readouterr().err.splitlines() == [
+        f"{fifo}: cannot read config: not a regular file (a FIFO)"]
+
+
+def test_a_fifo_as_a_crontab_is_refused_at_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "crontab"
+    os.mkfifo(fifo)
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'state_dir = "{tmp_path}/state"\n[cron]\ncrontabs = ["{fifo}"]\n')
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(main(["check-config", str(cfg)])),
+                         daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "check-config blocked on the FIFO crontab"
+    assert result == [2]
+    assert capsys.readouterr().err.splitlines() == [
+        f"{fifo}:0: cannot read crontab: not a regular file"]
+
+
+@pytest.mark.parametrize(("listen", "why"), [
+    ("9101", "must be HOST:PORT"),
+    ("127.0.0.1:99999", "a port from 0 to 65535"),
+    ("127.0.0.1:", "a port from 0 to 65535"),
+    ("::1:9101", "an IPv6 address needs brackets"),
+    ("[::g]:9101", "is not an IPv6 address"),
+    ("bad host:9101", "is not an IPv4 address or host name"),
+], ids=["port-only", "port-too-big", "no-port", "ipv6-unbracketed", "ipv6-bad", "bad-host"])
+def test_a_bad_http_listen_is_a_config_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], listen: str, why: str) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'state_dir = "{tmp_path}/state"\n[telemetry]\nhttp_listen = "{listen}"\n')
+    rc, lines = check(cfg, capsys)
+    assert rc == 2
+    assert len(lines) == 1 and lines[0].startswith(f"{cfg}: telemetry: http_listen: "), lines
+    assert why in lines[0] and repr(listen) in lines[0]
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:9101", ":9101", "[::1]:9101", "[::]:0",
+                                    "localhost:9101"])
+def test_good_http_listen_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 listen: str) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'state_dir = "{tmp_path}/state"\n[telemetry]\nhttp_listen = "{listen}"\n')
+    assert check(cfg, capsys) == (0, [f"{cfg}: ok"])
+
+
+def test_http_port_in_use_is_a_clean_error_at_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "agent.toml"
+        cfg.write_text(f'state_dir = "{tmp_path}/state"\n[telemetry]\n'
+                       f'http_listen = "127.0.0.1:{port}"\n')
+        assert main(["run", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"opsagent run: {cfg}: telemetry.http_listen: cannot listen on "
+                                f"127.0.0.1:{port}: Address already in use"]
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f"""
+state_dir = "{tmp_path}/state"
+[[forward]]
+name = "critical"
+[forward.tail]
+include = ["{tmp_path}/logs/*.log"]
+[forward.kafka]
+bootstrap_servers = ["127.0.0.1:9092"]
+topic = "t"
+security_protocol = "SASL_SSL"
+sasl_username = "user"
+sasl_password = 98765432123
+""")
+    rc, lines = check(cfg, capsys)
+    assert rc == 2
+    assert lines == [f"{cfg}: forward[0].kafka.sasl_password: expected a string, got an "
+                     "integer (not shown: secret key)"]
+    assert "98765432123" not in "\n".join(lines)

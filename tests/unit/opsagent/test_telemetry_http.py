@@ -63,3 +63,20 @@ def test_parse_listen(addr: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_rejects(addr: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_listen(addr)
+
+
+def test_serves_on_ipv6_when_the_address_is_ipv6() -> None:
+    """`[::1]:PORT` is advertised and validated, so it must really listen on IPv6."""
+    import socket
+
+    srv = TelemetryServer("[::1]:0", CollectorRegistry(), Health(lambda: 0.0))
+    srv.start()
+    try:
+        with socket.create_connection(("::1", srv.port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"ok\n")
+    finally:
+        srv.stop()

@@ -39,3 +39,19 @@ readinessProbe:
   periodSeconds: 5
   timeoutSeconds: 3
 {{- end -}}
+
+
+{{/*
+An agent config rendered with tpl; fails when its telemetry.http_listen is missing or names
+another port than httpPort (the probes and containerPort use httpPort).
+Called with (dict "config" TEXT "what" VALUE-NAME "root" $).
+*/}}
+{{- define "opsagent.config" -}}
+{{- $text := tpl .config .root -}}
+{{- $port := int .root.Values.httpPort -}}
+{{- $want := printf "(?m)^\\s*http_listen\\s*=\\s*\"[^\"]*:%d\"\\s*(#.*)?$" $port -}}
+{{- if not (regexMatch $want $text) -}}
+{{- fail (printf "%s: [telemetry] http_listen must listen on httpPort %d (e.g. http_listen = \"0.0.0.0:{{ .Values.httpPort }}\"): the probes use that port" .what $port) -}}
+{{- end -}}
+{{- $text -}}
+{{- end -}}

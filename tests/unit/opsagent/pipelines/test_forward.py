@@ -416,8 +416,7 @@ def test_unknown_key_is_reported_with_its_path(tmp_path: Path) -> None:
 ], ids=["nothing", "from-env", "config-wins"])
 def test_static_fields(node: tuple[str, str, str], env: dict[str, str],
                        want: dict[str, str]) -> None:
-    from opsagent.commands.forward import static_fields
-    from opsagent.config.schema import NodeConfig
+    from opsagent.config.schema import NodeConfig, static_fields
 
     assert static_fields(NodeConfig(*node), env) == want
 

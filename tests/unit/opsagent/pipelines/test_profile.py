@@ -145,7 +145,9 @@ def test_profile_run_tails_sends_and_flushes_on_sigterm(tmp_path: Path) -> None:
     recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     recv.bind(("127.0.0.1", 0))
     recv.settimeout(30)
-    log = tmp_path / "access.log"
+    # `profile run` is the agent, which refuses a state_dir inside a tailed tree.
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "access.log"
     log.write_bytes(b"a|5\na|7\n")
     conf = tmp_path / "c.toml"
     conf.write_text(f"""
@@ -158,7 +160,7 @@ latency_field = "ms"
 labels = ["iface"]
 interval_secs = 3600
 [profile.tail]
-include = ["{tmp_path}/*.log"]
+include = ["{tmp_path}/logs/*.log"]
 checkpoint_interval_secs = 0.05
 [profile.statsd]
 port = {recv.getsockname()[1]}
@@ -180,7 +182,7 @@ port = {recv.getsockname()[1]}
         deadline = time.monotonic() + 60  # a fresh interpreter, maybe on a busy machine
         while time.monotonic() < deadline:
             line = proc.stderr.readline()
-            if b"profile pipelines running" in line or not line:
+            if b"agent started" in line or not line:
                 break
         while time.monotonic() < deadline and not read_to_end():
             time.sleep(0.02)

@@ -238,3 +238,58 @@ def test_statistics_match_an_exact_computation(seed: int) -> None:
         got_b = [x.value for x in iv.samples
                  if x.name == "latency_bucket" and x.labels[0] == lab[0]]
         assert got_b == cum
+
+
+def test_millisecond_times_give_per_interval_statistics_of_exactly_their_lines() -> None:
+    """Grouping by interval instead of timestamp changes nothing in the statistics: every
+    interval holds exactly the lines whose own time falls in it, whatever the batching."""
+    import random
+
+    rng = random.Random(3)
+    rows = sorted((1704067195.0 + rng.randrange(30_000) / 1000, f"i{rng.randrange(3)}",
+                   rng.random() < 0.1, rng.randrange(1, 300)) for _ in range(3000))
+
+    def fmt(t: float) -> str:
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+    lines = [f"{fmt(t)}|{i}|{'false' if e else 'true'}|{ms}".encode() for t, i, e, ms in rows]
+    keys = {**BASE, "fields": ["t", "iface", "ok", "ms"], "time_field": "t",
+            "time_format": "%Y-%m-%d %H:%M:%S.%f", "percentiles": [50.0, 99.0, 100.0]}
+    one = ProfileProcessor(profile(**keys))
+    one.process("f", lines, 0.0)
+    many = ProfileProcessor(profile(**keys))
+    for k in range(0, len(lines), 97):
+        many.process("f", lines[k:k + 97], 0.0)
+    ivs = one.flush()
+    assert ivs == many.flush()
+    assert [iv.start for iv in ivs] == [1704067190, 1704067200, 1704067210, 1704067220]
+    for iv in ivs:
+        s = by_name(iv)
+        for iface in ("i0", "i1", "i2"):
+            mine = [r for r in rows if iv.start <= r[0] < iv.start + 10 and r[1] == iface]
+            lab = (("iface", iface),)
+            assert s[("requests", lab)].value == len(mine)
+            assert s[("errors", lab)].value == sum(1 for r in mine if r[2])
+            assert s[("latency_max", lab)].value == max(r[3] for r in mine)
+            assert s[("latency_sum", lab)].value == sum(r[3] for r in mine)
+
+
+@pytest.mark.parametrize("keys,labels", [
+    ({"fields": ["t", "ms"], "labels": [], "error_field": "", "error_values": []}, ()),
+    ({"fields": ["t", "iface", "ok", "ms"], "labels": ["pod", "iface"],
+      "tail": {"include": ["/logs/*.log"], "path_pattern": "/logs/(?P<pod>[^.]+)"}},
+     (("pod", "p1"), ("iface", "a"))),
+], ids=["time-and-latency-only", "label-from-the-file"])
+def test_timed_keys_with_one_other_column_or_a_record_label(keys: dict[str, Any],
+                                                            labels: tuple[Any, ...]) -> None:
+    p = ProfileProcessor(profile(**{**BASE, "time_field": "t", "time_format": "unix", **keys}))
+    lines = [b"1005.5|a|true|1", b"1009.999|a|true|3", b"1010|a|true|2"] if len(
+        keys["fields"]) == 4 else [b"1005.5|1", b"1009.999|3", b"1010|2"]
+    p.process("f", lines, 0.0, {"pod": "p1"})
+    first, second = p.flush()
+    assert (first.start, second.start) == (1000, 1010)
+    assert by_name(first)[("requests", labels)].value == 2
+    assert by_name(first)[("latency_sum", labels)].value == 4
+    assert by_name(second)[("requests", labels)].value == 1

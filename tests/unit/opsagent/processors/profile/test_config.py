@@ -43,6 +43,8 @@ def errors_of(entry: dict[str, Any]) -> str:
     ({"preset": "motan", "graphite": {"protocol": "x"}}, "profile[0].graphite.protocol"),
     ({"preset": "motan", "graphite": {"prefix": "a..b"}}, "prefix segments"),
     ({"preset": "nope"}, "profile[0].preset"),
+    ({"preset": "motan_timed", "time_zone": "Mars/Olympus"}, "profile[0]: time_zone: unknown"),
+    ({"preset": "motan_timed", "time_zone": "../etc/passwd"}, "time_zone: unknown"),
     ({"preset": "motan", "colour": 1}, "profile[0].colour: unknown key"),
     ({"preset": "motan", "tail": {"include": ["/x"], "multiline": {}}}, "multiline"),
 ])
@@ -60,6 +62,19 @@ def test_preset_fills_only_empty_keys() -> None:
     assert eff.error_values == ("false",)
     nginx = effective(profile(preset="nginx"))
     assert (nginx.latency_unit, nginx.error_min, nginx.time_field) == ("s", 500.0, "time_local")
+
+
+def test_time_zone_and_the_timed_motan_preset() -> None:
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    assert profile(preset="motan_timed").tzinfo() is UTC
+    assert profile(preset="motan_timed", time_zone="Asia/Shanghai").tzinfo() == \
+        ZoneInfo("Asia/Shanghai")
+    eff = effective(profile(preset="motan_timed"))
+    assert eff.fields[0] == "time" and eff.fields[1:] == effective(
+        profile(preset="motan")).fields[1:]
+    assert (eff.time_field, eff.time_format) == ("time", "%Y-%m-%d %H:%M:%S.%f")
 
 
 @pytest.mark.parametrize("p,name", [(50, "p50"), (99.9, "p999"), (99.99, "p9999"), (0, "p0"),

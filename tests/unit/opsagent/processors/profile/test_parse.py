@@ -125,3 +125,53 @@ def test_fast_and_slow_paths_agree(lines: list[bytes]) -> None:
     counts_good, _ = p.parse(good)
     assert counts == counts_good
     assert bad == Counter({"no_match": 1})
+
+
+TIMED_LINES = [  # millisecond times: every line's time is distinct
+    b"2024-01-01 00:00:09.998 server|a|m|x|S|get|p|r|ra|rm|true|1|1|1|4|5",
+    b"2024-01-01 00:00:09.999 [INFO] client|a|m|x|S|get|p|r|ra|rm|true|2|1|1|4|5",
+    b"2024-01-01 00:00:10.000 server|a|m|x|S|get|p|r|ra|rm|true|3|1|1|4|5",
+    b"2024-01-01 00:00:19.999 server|a|m|x|S|get|p|r|ra|rm|false|4|1|1|4|5",
+    b"2024-01-01 00:00:11 [INFO] server|a|m|x|S|get|p|r|ra|rm|true|5|1|1|4|5",
+    b"yesterday server|a|m|x|S|get|p|r|ra|rm|true|6|1|1|4|5",
+]
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["all-complete", "with-a-short-line"])
+def test_timed_lines_are_grouped_by_interval_not_by_timestamp(short: bool) -> None:
+    from opsagent.processors.profile.timeparse import TimeBucketer, TimeParser
+
+    eff = effective(profile(preset="motan_timed"))
+    p = Parser(eff, (), TimeBucketer(TimeParser(eff.time_format), 10))
+    assert p.columns == ("whole_time", "success", "time", "interface", "method")
+    lines = TIMED_LINES + ([b"2024-01-01 00:00:12.000 server|cut"] if short else [])
+    counts, bad = p.parse(lines)
+    assert counts == Counter({  # (interval start, the other columns)
+        (1704067200, (b"5", b"true", b"S", b"get")): 2,
+        (1704067210, (b"5", b"true", b"S", b"get")): 2,
+        (1704067210, (b"5", b"false", b"S", b"get")): 1,
+        (None, (b"5", b"true", b"S", b"get")): 1,  # no parseable time: the aggregator's bad_time
+    })
+    assert bad == (Counter({"no_match": 1}) if short else Counter())
+
+
+def test_timed_regex_and_json_group_the_same_way() -> None:
+    from opsagent.processors.profile.timeparse import TimeBucketer, TimeParser
+
+    fmt = "%Y-%m-%d %H:%M:%S.%f"
+
+    def timed(**keys: Any) -> Parser:
+        return Parser(effective(profile(latency_field="ms", time_field="t", time_format=fmt,
+                                        labels=["k"], **keys)),
+                      (), TimeBucketer(TimeParser(fmt), 10))
+
+    rx = timed(format="regex", pattern=r"(?P<t>\S+ \S+) (?P<ms>\d+) (?P<k>\w+)")
+    js = timed(format="json")
+    raw = [("2024-01-01 00:00:09.5", 3, "a"), ("2024-01-01 00:00:10.25", 3, "a"),
+           ("2024-01-01 00:00:19.75", 3, "a"), ("not a-time", 3, "a")]
+    c_rx, _ = rx.parse([f"{t} {ms} {k}".encode() for t, ms, k in raw])
+    c_js, _ = js.parse([f'{{"t": "{t}", "ms": {ms}, "k": "{k}"}}'.encode() for t, ms, k in raw])
+    assert c_rx == Counter({(1704067200, (b"3", b"a")): 1, (1704067210, (b"3", b"a")): 2,
+                            (None, (b"3", b"a")): 1})
+    assert c_js == Counter({(1704067200, ("3", "a")): 1, (1704067210, ("3", "a")): 2,
+                            (None, ("3", "a")): 1})

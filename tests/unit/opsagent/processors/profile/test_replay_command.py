@@ -56,10 +56,75 @@ def test_replay_filters_pipeline_and_sink(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     conf, log = write(tmp_path)
     assert main(["profile", "replay", "--config", str(conf), "--pipeline", "b",
-                 "--sink", "graphite", str(log)]) == 0
+                 "--sink", "graphite", "--start-time", "125", str(log)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "# pipeline=b sink=graphite interval=0"
+    assert out[0] == "# pipeline=b sink=graphite interval=120"
     assert all(x.startswith(("#", "profile.b.")) for x in out)
+
+
+def test_lines_without_event_time_are_dated_when_the_replay_runs_never_1970(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    conf, log = write(tmp_path)
+    log.write_bytes(b"x|5\njunk\n")
+    before = int(time.time())
+    assert main(["profile", "replay", "--config", str(conf), "--pipeline", "a",
+                 "--sink", "graphite", str(log)]) == 0
+    after = int(time.time())
+    out = capsys.readouterr().out.splitlines()
+    stamps = {int(x.rsplit(" ", 1)[1]) for x in out if not x.startswith("#")}
+    assert "profile.a.unparsed.no_match 1" in " ".join(out)
+    assert len(stamps) == 1
+    [stamp] = stamps
+    assert before // 10 * 10 <= stamp <= after
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--start-time", "0"], "--start-time must be a positive epoch time"),
+    (["--start-time", "-5"], "--start-time must be a positive epoch time"),
+    (["--format", "json", "--sink", "statsd"], "--sink selects wire lines"),
+])
+def test_replay_rejects_arguments_that_would_mislead(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
+    conf, log = write(tmp_path)
+    assert main(["profile", "replay", "--config", str(conf), *args, str(log)]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_replay_json_holds_the_same_statistics_as_the_wire_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    conf = tmp_path / "c.toml"
+    conf.write_text(CONFIG.format(sinks="").replace(
+        'percentiles = [50.0]', 'percentiles = [50.0]\nbuckets = [6.0]', 1))
+    log = tmp_path / "in.log"
+    log.write_bytes(b"x|5\nx|7\ny|1\njunk\n")
+    assert main(["profile", "replay", "--config", str(conf), "--format", "json",
+                 "--start-time", "125", str(log)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["start_time"] == 125
+    a, b = doc["pipelines"]
+    assert (a["pipeline"], a["interval_secs"], a["report_unit"]) == ("a", 10, "ms")
+    [iv] = a["intervals"]
+    assert iv["start"] == 120
+    assert iv["unparsed"] == {"no_match": 1} and iv["series_overflow"] == 0
+    x, y = iv["series"]
+    assert x == {"labels": {"k": "x"}, "requests": 2, "errors": 0, "rate": 0.2,
+                 "latency": {"sum": 12.0, "min": 5.0, "max": 7.0, "mean": 6.0,
+                             "p50": x["latency"]["p50"]},
+                 "buckets": {"6": 1, "+Inf": 2}}
+    assert abs(x["latency"]["p50"] - 5.0) <= 0.05
+    assert y["labels"] == {"k": "y"} and y["requests"] == 1
+    assert a["totals"] == {"lines": 3, "unparsed": {"no_match": 1}, "series_overflow": 0,
+                           "late": 0, "future": 0}
+    assert b["pipeline"] == "b" and b["intervals"][0]["series"][0]["labels"] == {}
+    # the same numbers as the wire lines
+    assert main(["profile", "replay", "--config", str(conf), "--pipeline", "a", "--sink",
+                 "statsd", "--start-time", "125", str(log)]) == 0
+    wire = capsys.readouterr().out.splitlines()
+    assert "profile_a_requests#k=x:2|c" in wire and "profile_a_latency_sum#k=x:12.0|c" in wire
 
 
 def test_replay_uses_configured_sinks_and_sends(tmp_path: Path,
