@@ -138,6 +138,8 @@ class Daemon:
         if tick.due:
             self.launcher.fire(tick.due, now)  # first: nothing else before the runs start
         self.schedule.settle()
+        if tick.due:
+            self._update_next_runs()
         self._handle_tick(tick)
         self._prestart_at = self.launcher.prestart(self.schedule, clock.now())
         deadline = self.runner.check_deadlines()
@@ -270,6 +272,13 @@ class Daemon:
     def _update_jobs_gauge(self) -> None:
         if self.metrics is not None:
             self.metrics.jobs.set(len(self._all_jobs()))
+        self._update_next_runs()
+
+    def _update_next_runs(self) -> None:
+        if self.metrics is not None:
+            fires = {job.id: self.schedule.next_fire(job.id) for job in self._all_jobs()}
+            self.metrics.set_next_runs({jid: None if t is None else t.timestamp()
+                                        for jid, t in fires.items()})
 
     # --- shutdown ---------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ Series are created when a job first runs, so idle jobs cost nothing.
     opsagent_cron_orphans_reaped_total            orphaned processes reaped (PID 1 / subreaper)
     opsagent_cron_jobs                            jobs scheduled (including @reboot)
     opsagent_cron_start_delay_seconds             histogram: due time to process started/released
+    opsagent_cron_next_run_timestamp_seconds{job} when the job fires next (Unix time; none: never)
+    opsagent_cron_last_run_timestamp_seconds{job} when the job's last run started (Unix time)
 """
 
 from __future__ import annotations
@@ -59,6 +61,22 @@ class Metrics:
         self.start_delay = Histogram(
             p + "start_delay_seconds", "From a run's due time to its process starting",
             buckets=START_BUCKETS, registry=r)
+        self.next_run = Gauge(p + "next_run_timestamp_seconds",
+                              "When the job fires next (Unix time)", ["job"], registry=r)
+        self.last_run = Gauge(p + "last_run_timestamp_seconds",
+                              "When the job's last run started (Unix time)", ["job"], registry=r)
+        self._next_labels: set[str] = set()
+
+    def set_next_runs(self, fires: dict[str, float | None]) -> None:
+        """Next fire times by job id; jobs gone from the schedule (or that never fire again,
+        @reboot included) lose their series."""
+        labels = {self.job(jid): t for jid, t in fires.items() if t is not None}
+        labels.pop(OTHER, None)
+        for gone in self._next_labels - labels.keys():
+            self.next_run.remove(gone)
+        for label, t in labels.items():
+            self.next_run.labels(label).set(t)
+        self._next_labels = set(labels)
 
     def job(self, job_id: str) -> str:
         """The label value for a job id, bounded to `max_jobs` distinct values."""

@@ -252,6 +252,7 @@ class Runner:
             label = self._metrics.job(run.job.id)
             self._metrics.running.labels(label).inc()
             self._metrics.runs.labels(label).inc()
+            self._metrics.last_run.labels(label).set(self._clock.now().timestamp())
 
     def _failed_to_start(self, run: Run, error: Exception) -> None:
         with self._lock:

@@ -210,7 +210,9 @@ class Agent:
             if key not in wanted:
                 del self._failures[key]
                 self.m_up.remove(*key)
-        for key in plan.start:
+        # Forwarders first: a rotation that starts asks them at once what is undelivered
+        # (undelivered()), so a forwarder added in the same step must already be listed.
+        for key in sorted(plan.start, key=lambda k: k[0] != "forward"):
             if key in updated:
                 continue
             try:

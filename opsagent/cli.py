@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from opsagent import __version__
-from opsagent.commands import agent, forward, profile, rotate
+from opsagent.commands import agent, forward, profile, rotate, status
 from opsagent.process_limits import raise_nofile_limit
 
 # Each module provides `register(subparsers) -> None`, adding its subparser(s) with
 # `set_defaults(func=callable(args) -> int)`; heavy imports (kafka-python, watchdog, gorun's
 # runner) stay inside the functions that run, so `check-config` and `--help` stay light.
-COMMAND_MODULES: tuple[ModuleType, ...] = (agent, rotate, profile, forward)
+COMMAND_MODULES: tuple[ModuleType, ...] = (agent, rotate, profile, forward, status)
 
 
 def build_parser() -> argparse.ArgumentParser:

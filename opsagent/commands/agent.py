@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if result.cfg is None or not result.ok or job_problems:
         return 2
     cfg = result.cfg
-    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
+    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json or None)
     if cfg.telemetry.log_level.lower() != "debug":
         # kafka-python logs every connection attempt; the sink reports what matters (rate-limited).
         logging.getLogger("kafka").setLevel(logging.CRITICAL)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.rotate:
         print(f"{args.config}: no [[rotate]] policies configured", file=sys.stderr)
         return 2
-    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json)
+    jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json or None)
     registry = CollectorRegistry()
     metrics = rotation_metrics(registry)
     clock = SystemClock()

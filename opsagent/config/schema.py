@@ -71,7 +71,7 @@ def parse_listen(addr: str) -> tuple[str, int]:
 @dataclasses.dataclass(frozen=True)
 class TelemetryConfig:
     log_level: str = "info"
-    log_json: bool = True
+    log_json: bool = False  # true: always JSON; false: JSON unless stderr is a terminal
     http_listen: str = ""  # "127.0.0.1:9101" serves /healthz /readyz /metrics; empty disables
 
     def __post_init__(self) -> None:

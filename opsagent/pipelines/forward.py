@@ -26,6 +26,7 @@ import prometheus_client
 from opsagent.clock import Clock
 from opsagent.errors import FatalError, RetriableError
 from opsagent.pipelines.forward_config import ForwardConfig
+from opsagent.pipelines.forward_lag import forward_lag
 from opsagent.sinks.kafka import OutRecord, SinkClosed, SinkFull
 from opsagent.sources.tail import FileKey, Record
 from opsagent.telemetry.registry import PerRegistry
@@ -48,6 +49,7 @@ class Source(Protocol):
 
     def start(self) -> None: ...
     def poll(self, max_records: int = ..., timeout: float = ...) -> list[Record]: ...
+    def discover(self) -> None: ...
     def ack(self, key: FileKey, end: int) -> None: ...
     def flush_partial(self) -> list[Record]: ...
     def stop(self) -> None: ...
@@ -140,6 +142,7 @@ class ForwardPipeline:
         self._m_acks = m.acks.labels(cfg.name)
         self._m_errors = m.errors
         self._m_drain_unacked = m.drain_unacked.labels(cfg.name)
+        self._lag = forward_lag(registry)
         # Last submitted end offset of every file with deliveries not yet acknowledged.
         self._outstanding: dict[str, int] = {}
         self._keys: dict[str, FileKey] = {}
@@ -198,20 +201,35 @@ class ForwardPipeline:
             self.drain()
 
     def open(self) -> None:
-        """Start the sink, then the source (which loads checkpoints and scans the globs)."""
-        self._sink.start()
+        """Start the sink, then the source (which loads checkpoints and scans the globs; log
+        rotation may have made it scan already, see pending_by_file)."""
+        try:
+            self._sink.start()
+        except BaseException:
+            self._source.stop()  # closes files a scan on rotation's request opened
+            raise
         try:
             self._source.start()
         except BaseException:
             self._sink.close(0)
             raise
+        self._lag.add(self.name, self.pending_bytes)
 
     def step(self) -> int:
         """One iteration: route acks; hand the sink what it could not take last time, else new
-        lines. Returns the number of records the sink took."""
+        lines. Returns the number of records the sink took.
+
+        While the sink is full the source is not polled (memory stays bounded), but it still
+        discovers files: one created and renamed out of the globs during an outage is opened
+        and followed, so it is read once the sink has room (issue 10, defect 1)."""
         self.route_acks()
         if self._pending:
-            return self._offer(self.cfg.poll_timeout_secs)
+            taken = self._offer(self.cfg.poll_timeout_secs)
+            try:
+                self._source.discover()
+            except (RetriableError, OSError) as e:
+                self._error("source", e)
+            return taken
         try:
             records = self._source.poll(self.cfg.max_batch_records, self.cfg.poll_timeout_secs)
         except RetriableError as e:
@@ -269,7 +287,9 @@ class ForwardPipeline:
 
     def pending_by_file(self) -> dict[tuple[int, int], int]:
         """Like pending_bytes() but keyed by (st_dev, st_ino): rotation matches it against its
-        own snapshot, so a rename between the two scans cannot hide undelivered bytes."""
+        own snapshot, so a rename between the two scans cannot hide undelivered bytes. Asked
+        before the source started (Kafka still connecting), the source runs its first scan
+        now: every file the globs match is opened and counts as undelivered until delivered."""
         return self._source.pending_by_file()
 
     def drain(self) -> None:
@@ -313,6 +333,7 @@ class ForwardPipeline:
                                 extra={"component": "forward", "pipeline": self.name,
                                        "files": len(self._outstanding),
                                        "unsent_records": len(self._pending)})
+                self._lag.remove(self.name, self.pending_bytes)
                 self._source.stop()
         if fatal is not None:
             raise fatal

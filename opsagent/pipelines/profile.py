@@ -64,7 +64,10 @@ class ProfilePipeline:
         self.processor = ProfileProcessor(cfg, registry, max_future_secs=cfg.interval_secs)
         self.source: BatchSource = source if source is not None else TailSource(
             f"profile-{cfg.name}", cfg.tail, checkpoints=checkpoints, clock=clock,
-            registry=registry, static_fields=static_fields or {}, auto_ack=True)
+            registry=registry, static_fields=static_fields or {}, auto_ack=True,
+            # Half a request line is a wrong latency plus a no_match: wait for its newline
+            # however long the writer pauses (issue 10, defect 3).
+            hold_partial_lines=True)
         self.sinks = list(sinks) if sinks is not None else build_sinks(
             cfg, clock=clock, registry=registry)
         self.poll_timeout = poll_timeout_secs
@@ -116,7 +119,9 @@ class ProfilePipeline:
                 s.send(iv)
 
     def stop(self) -> None:
-        """Stop reading, send every open interval (partial ones too), close the sinks."""
+        """Stop reading, send every open interval (partial ones too), close the sinks. A line
+        still without its newline is not counted: the checkpoint stays before it and the next
+        run counts it whole (only the last line of a deleted file is counted as it is)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -73,6 +73,9 @@ class RotationService:
         # not compressed again before the next full rescan, or every event would re-compress
         # the whole file only to throw the result away.
         self._growing: set[str] = set()
+        # Per quota group, bytes the forwarders had not delivered at the last pass: archives
+        # holding them are neither compressed nor deleted below the hard limit.
+        self._undelivered_by_group: dict[str, int] = {}
         # The directories the last full pass matched, and those above them: what to watch.
         self.discovered: tuple[list[str], list[str]] = ([], [])
 
@@ -181,13 +184,16 @@ class RotationService:
         out: dict[str, int] = {}
         by_inode = {k: v for k, v in raw.items() if isinstance(k, tuple)}
         out.update({k: v for k, v in raw.items() if isinstance(k, str)})
-        if by_inode:
-            for ss in snaps.values():
-                for s in ss:
-                    for e in s.entries:
-                        n = by_inode.get((s.dev, e.ino), 0)
-                        if n:
-                            out[os.path.join(s.path, e.name)] = n
+        held: dict[str, int] = {}
+        for group, ss in snaps.items():
+            for s in ss:
+                for e in s.entries:
+                    path = os.path.join(s.path, e.name)
+                    n = by_inode.get((s.dev, e.ino), 0)
+                    if n:
+                        out[path] = n
+                    held[group] = held.get(group, 0) + out.get(path, 0)
+        self._undelivered_by_group = held  # named in the breach log: why the quota waits
         return out
 
     def _run_owed_hook(self) -> None:
@@ -320,7 +326,8 @@ class RotationService:
             log.error("quota still exceeded after the pass",
                       extra={"component": "rotation", "policy": name, "group": b.group,
                              "limit": b.limit, "usage_bytes": b.usage,
-                             "limit_bytes": b.limit_bytes})
+                             "limit_bytes": b.limit_bytes,
+                             "undelivered_bytes": self._undelivered_by_group.get(b.group, 0)})
 
     # -- continuous mode (opsagent/rotation/loop.py) ---------------------------------------
 

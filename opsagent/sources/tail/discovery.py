@@ -1,19 +1,24 @@
 """Finds the files selected by glob patterns: a scandir walk that never follows symlinks (the
-periodic rescan, a backstop for lost inotify events) plus watchdog events that only wake the
-reader; and the safe open of a found name (every name under a log dir is attacker-controlled)."""
+periodic rescan, a backstop for lost inotify events) plus inotify events on exactly the
+directories the globs can match in or under (opsagent/dirwatch.py, shared with rotation; never a
+recursive watch) that only wake the reader; and the safe open of a found name (every name under a
+log dir is attacker-controlled)."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
 
+from opsagent.dirwatch import DirWatcher
 from opsagent.safeopen import UnsafeFile, open_regular
+
+log = logging.getLogger("opsagent.tail")
 
 _WILDCARD = re.compile(r"[*?\[]")
 
@@ -55,6 +60,16 @@ def glob_to_regex(pattern: str) -> str:
     return "".join(out)
 
 
+def dir_globs(pattern: str) -> tuple[str, list[str]]:
+    """Globs, each ending in "/", of the directories a match of `pattern` can be in (the leaf
+    glob) and of those it can be below, from the static root down (the upper globs)."""
+    parts = pattern.split("/")
+    idx = next((i for i, p in enumerate(parts) if _WILDCARD.search(p)), len(parts) - 1)
+    leaf = "/".join(parts[:-1]) + ("/**/" if "**" in parts[-1] else "/")
+    uppers = ["/".join(parts[:k]) + "/" for k in range(idx, len(parts) - 1)]
+    return leaf, uppers
+
+
 def static_root(pattern: str) -> tuple[str, int | None]:
     """The directory before the first wildcard segment, and how many levels below it a match
     can be (None: unbounded, because of `**`)."""
@@ -66,6 +81,12 @@ def static_root(pattern: str) -> tuple[str, int | None]:
             return root, None if "**" in rest else len(rest)
     # No wildcard: the pattern names one file.
     return os.path.dirname(pattern) or "/", 1
+
+
+def _any_of(regexes: Iterable[str]) -> re.Pattern[str]:
+    """One regex matching a whole path that any of `regexes` matches (each anchored at the
+    end: "(?:a)|(?:b)\\Z" would let `a` match any longer path starting like it)."""
+    return re.compile("(?:" + "|".join(f"(?:{r})" for r in regexes) + r")\Z", re.S)
 
 
 @dataclass(frozen=True)
@@ -85,8 +106,8 @@ class Matcher:
         inc = [glob_to_regex(p) for p in self.include]
         # An exclude pattern without "/" applies to the file name ("*.gz"), others to the path.
         exc = [glob_to_regex(p if "/" in p else "/**/" + p) for p in exclude]
-        self._inc = re.compile("|".join(f"(?:{r})" for r in inc) + r"\Z", re.S)
-        self._exc = re.compile("|".join(f"(?:{r})" for r in exc) + r"\Z", re.S) if exc else None
+        self._inc = _any_of(inc)
+        self._exc = _any_of(exc) if exc else None
         depths: dict[str, int | None] = {}
         for p in self.include:
             root, depth = static_root(p)
@@ -96,6 +117,22 @@ class Matcher:
             else:
                 depths[root] = depth
         self.roots: dict[str, int | None] = depths
+        leaves: list[str] = []
+        uppers: list[str] = []
+        for p in self.include:
+            leaf, ups = dir_globs(p)
+            leaves.append(glob_to_regex(leaf))
+            uppers += [glob_to_regex(u) for u in ups]
+        self._leaf_dir = _any_of(leaves)
+        self._upper_dir = _any_of(uppers) if uppers else None
+        # Set by scan(): (directories a match can be in, directories above them), to watch.
+        self.watch_dirs: tuple[list[str], list[str]] = ([], [])
+
+    def dir_role(self, path: str) -> tuple[bool, bool]:
+        """(a match can be in directory `path`, a match can be below it)."""
+        d = path if path.endswith("/") else path + "/"
+        return (self._leaf_dir.match(d) is not None,
+                self._upper_dir is not None and self._upper_dir.match(d) is not None)
 
     def matches(self, path: str) -> bool:
         if not self._inc.match(path):
@@ -117,6 +154,8 @@ class Matcher:
         the roots that could not be read."""
         found: dict[str, Candidate] = {}
         failed: list[str] = []
+        leaves: set[str] = set()
+        uppers: set[str] = set()
         for root, depth in self.roots.items():
             stack: list[tuple[str, int]] = [(root, 0)]
             while stack:
@@ -127,6 +166,8 @@ class Matcher:
                     if d == root:
                         failed.append(root)
                     continue
+                leaf, upper = self.dir_role(d)
+                (leaves if leaf else uppers).add(d)
                 for e in entries:
                     path = e.path
                     try:
@@ -135,8 +176,12 @@ class Matcher:
                         continue
                     if self.matches(path):
                         found.setdefault(path, Candidate(path, root, e.inode()))
-                    if is_dir and (depth is None or level + 1 < depth):
+                    # Only into directories a match can be in or below: tenants' other
+                    # directories are neither walked nor watched.
+                    if is_dir and (depth is None or level + 1 < depth) and any(
+                            self.dir_role(path)):
                         stack.append((path, level + 1))
+        self.watch_dirs = (sorted(leaves), sorted(uppers))
         return sorted(found.values(), key=lambda c: c.path), failed
 
 
@@ -208,53 +253,55 @@ class HardLinked(OSError):
 
 
 class Waker:
-    """Watchdog glue: its callbacks only set flags; the reading happens in TailSource.poll()."""
+    """inotify glue: one non-recursive watch per directory the globs can match in or under
+    (the directories the last scan walked), through opsagent/dirwatch.py. Its callbacks only set
+    flags; the reading happens in TailSource.poll(). Without inotify, the periodic rescan does
+    all the work."""
 
     def __init__(self, matcher: Matcher) -> None:
         self._matcher = matcher
         self.wake = threading.Event()
         self.rescan = threading.Event()
-        self._observer: Any = None
-        self._watched: set[str] = set()
+        self._watcher: DirWatcher | None = None
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        from watchdog.observers import Observer
-
-        self._observer = Observer()
-        self._observer.start()
-        self.watch_roots()
-
-    def watch_roots(self) -> None:
-        """Schedule watches on roots that exist now (retried at every rescan)."""
-        obs = self._observer
-        if obs is None:
+        try:
+            watcher = DirWatcher(notify=self.on_event, component="tail")
+        except OSError as e:
+            log.warning("no inotify: new data is found by the periodic rescan",
+                        extra={"component": "tail", "error": str(e)})
             return
-        from watchdog.events import FileSystemEventHandler
+        self._watcher = watcher
+        self._halt = halt = threading.Event()
 
-        waker = self
-
-        class _Handler(FileSystemEventHandler):
-            def on_any_event(self, event: object) -> None:
-                waker.on_event(getattr(event, "event_type", ""))
-
-        for root, depth in self._matcher.roots.items():
-            if root in self._watched or not os.path.isdir(root):
-                continue
+        def pump() -> None:
             try:
-                obs.schedule(_Handler(), root, recursive=depth is None or depth > 1)
-            except OSError:
-                continue
-            self._watched.add(root)
+                watcher.pump(halt)
+            finally:
+                watcher.close()  # here, not in stop(): stop never waits for the poll to end
 
-    def on_event(self, event_type: str) -> None:
-        if event_type in ("created", "moved", "deleted"):
+        self._thread = threading.Thread(target=pump, name="tail-inotify", daemon=True)
+        self._thread.start()
+        self.sync(*self._matcher.watch_dirs)
+
+    def sync(self, leaves: Collection[str], uppers: Collection[str]) -> None:
+        """Watch exactly these directories (after every scan). A directory watched only from
+        now on may have got files between the scan and the watch: scan again soon."""
+        w = self._watcher
+        if w is not None and w.sync(leaves, uppers):
             self.rescan.set()
-        if event_type not in ("opened", "closed_no_write"):
             self.wake.set()
 
+    def on_event(self, directory: str, names_changed: bool) -> None:
+        """From the watcher's thread: `directory` changed ("" = rescan everything)."""
+        if names_changed:
+            self.rescan.set()
+        self.wake.set()
+
     def stop(self) -> None:
-        obs = self._observer
-        self._observer = None
-        if obs is not None:
-            obs.stop()
-            obs.join(timeout=5)
+        """Stop watching; the watcher's thread ends (and closes its inotify fd) within its
+        poll interval, without the caller (a drain on a deadline) waiting for it."""
+        self._watcher = self._thread = None
+        self._halt.set()

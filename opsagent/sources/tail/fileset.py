@@ -56,6 +56,9 @@ class FileSet:
         # start_at = "end" for files found by the first scan; the source turns it off when the
         # checkpoints were lost (files then are not new: read them again rather than skip).
         self.start_at_end = cfg.start_at == "end"
+        # Partial lines are emitted only at the end of a deleted or rotated-out file, never
+        # on partial_line_timeout_secs (set by the source: statistics consumers).
+        self.hold_partial = False
         self._skipped: set[tuple[str, int]] = set()
         self._seq = 0
         m = metrics
@@ -194,7 +197,8 @@ class FileSet:
         self._seq += 1
         f = TailedFile(fd, key, path, root, self._fields.for_path(path), offset, self._cfg,
                        self._clock, lines_counter=self._m_lines,
-                       truncated_counter=self._m_truncated_lines, seq=self._seq)
+                       truncated_counter=self._m_truncated_lines, seq=self._seq,
+                       hold_partial=self.hold_partial)
         self.files[(key.dev, key.ino)] = f
         self.by_key[key] = f
         self._m_open.inc()

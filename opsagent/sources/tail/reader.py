@@ -53,8 +53,10 @@ class TailedFile:
     def __init__(
         self, fd: int, key: FileKey, path: str, root: str, fields: Mapping[str, str],
         offset: int, cfg: TailConfig, clock: Clock, *, lines_counter: Counter,
-        truncated_counter: Counter, seq: int,
+        truncated_counter: Counter, seq: int, hold_partial: bool = False,
     ) -> None:
+        """`hold_partial`: never emit a partial line on partial_line_timeout_secs, only at the
+        end of a deleted or rotated-out file (statistics: half a line is a wrong sample)."""
         self.fd = fd
         self.key = key
         self.path = path
@@ -65,6 +67,7 @@ class TailedFile:
         self._clock = clock
         self._lines = lines_counter
         self._truncated = truncated_counter
+        self._hold_partial = hold_partial
         self.pos = offset  # next byte to read
         self.line_start = offset  # start of the held partial line
         self.buf = b""  # held partial line (at most max_line_bytes)
@@ -75,6 +78,8 @@ class TailedFile:
         self.at_eof = False  # the last fstat found nothing more to read
         # The file's first bytes as read (to detect truncate + regrow).
         self.head = pread_exact(fd, min(offset, HEAD_BYTES), 0)
+        # When a read last returned bytes: the file has not grown since (as far as we know).
+        # Reading paused at the read-ahead cap does not count: the file did not stop growing.
         self.last_growth = clock.monotonic()
         self.deleted_at: float | None = None
         self.rotated_out = False
@@ -219,15 +224,38 @@ class TailedFile:
     # ---- timeouts and flushing ------------------------------------------------------------
 
     def flush_due(self) -> None:
-        """Emit a partial line held longer than partial_line_timeout_secs, and a multiline
-        group held longer than its flush timeout."""
+        """Emit a partial line once the file stopped growing at its end for
+        partial_line_timeout_secs, and a multiline group held longer than its flush timeout.
+
+        Only a real stop at EOF counts (issue 10, defect 3): the last read found the end
+        (at_eof), nothing was read since `partial_line_timeout_secs`, and an fstat now still
+        shows no byte beyond the read position. Reading held back by the read-ahead cap or a
+        full sink is no reason to split a line in two records, nor a multiline group (its
+        next lines may be right behind the cap)."""
+        if not self.at_eof:
+            return
         now = self._clock.monotonic()
-        if (self.buf or self.skipping) and (
-            now - self.last_growth >= self._cfg.partial_line_timeout_secs
-        ):
+        if ((self.buf or self.skipping) and not self._hold_partial
+                and now - self.last_growth >= self._cfg.partial_line_timeout_secs
+                and self.at_end()):
             self._flush_buf()
-        if self.joiner is not None:
+        if self.joiner is not None and self.joiner.held and self.at_end():
             self._queue_lines(self.joiner.flush_due())
+
+    def at_end(self) -> bool:
+        """Whether an fstat shows no byte beyond the read position."""
+        try:
+            return os.fstat(self.fd).st_size <= self.pos
+        except OSError:
+            return False
+
+    def deleted_and_read(self) -> bool:
+        """Whether the file is unlinked and read to its end (nothing can ever follow)."""
+        try:
+            st = os.fstat(self.fd)
+        except OSError:
+            return False
+        return st.st_nlink == 0 and st.st_size <= self.pos
 
     def flush_all(self) -> None:
         """Emit everything held (shutdown, end of a deleted/rotated file, truncation)."""

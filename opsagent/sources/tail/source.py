@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from collections.abc import Mapping
 
@@ -49,21 +50,29 @@ class TailSource:
         registry: prometheus_client.CollectorRegistry,
         static_fields: Mapping[str, str] = {},  # read only
         auto_ack: bool = False,
-        use_watchdog: bool = True,
+        use_inotify: bool = True,
+        hold_partial_lines: bool = False,
     ) -> None:
+        """`hold_partial_lines`: a last line without newline is never emitted because of
+        partial_line_timeout_secs, only when its file ended (deleted, or rotated out and
+        idle): for consumers to whom half a line is a wrong value (profile statistics)."""
         self.name = name
         self._cfg = cfg
         self._store = checkpoints
         self._clock = clock
         self._auto_ack = auto_ack
-        self._use_watchdog = use_watchdog
+        self._use_inotify = use_inotify
         self._matcher = Matcher(cfg.include, cfg.exclude)
         self._fields = PathFields(static_fields, cfg.path_pattern)
         self._waker = Waker(self._matcher)
         self._lock = threading.Lock()
         m = tail_metrics(registry)
         self._set = FileSet(name, cfg, clock, self._matcher, self._fields, m)
+        self._set.hold_partial = hold_partial_lines
         self._started = False
+        self._scanned = False  # the first scan (_first_scan) is done
+        self._stopped = False  # stop() ran: files closed, pending_* report the globs' files
+        self._at_stop: dict[tuple[int, int], int] = {}  # ... and what was pending at stop()
         self._last_saved: dict[str, tuple[int, str]] = {}
         self._next_rescan = self._next_save = self._last_rescan = 0.0
         self._next_first = 0  # index of the file the next poll reads first
@@ -72,30 +81,47 @@ class TailSource:
     # ---- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load checkpoints, scan the globs once, start watching (watchdog thread)."""
+        """Load checkpoints, scan the globs once, start watching (inotify thread)."""
         with self._lock:
             if self._started:
                 return
             self._started = True
-            loaded = self._store.load() if self._store is not None else {}
-            if self._store is not None and self._store.state_lost and self._set.start_at_end:
-                # Every generation corrupt: files present now may hold lines written while the
-                # agent was down. Read them from the start: duplicates instead of loss.
-                self._set.start_at_end = False
-                log.warning("checkpoints lost: reading present files from their start despite "
-                            "start_at = \"end\"",
-                            extra={"component": "tail", "pipeline": self.name})
-            self._set.resume_from = {(cp.dev, cp.ino): cp for cp in loaded.values()}
-            # Files renamed away while the agent was down are older: open (and read) them first.
-            self._set.find_renamed_while_stopped()
-            now = self._clock.monotonic()
-            self._set.orphans_until = now + self._cfg.deleted_file_max_secs
-            self._set.rescan(initial=True)
-            self._last_rescan = now
-            self._next_rescan = now + self._cfg.rescan_interval_secs
-            self._next_save = now + self._cfg.checkpoint_interval_secs
-        if self._use_watchdog:
+            self._first_scan()
+        if self._use_inotify:
             self._waker.start()
+
+    def _first_scan(self) -> None:
+        """Load checkpoints and open every file the globs match (once; under the lock).
+
+        start() runs it, and so does the first pending_by_file()/pending_bytes() call if it
+        comes earlier (rotation asking while the pipeline still connects to Kafka): until this
+        scan every file of ours is undelivered, and once it is done every file is held open
+        and followed through renames, so rotation cannot destroy what was never read
+        (issue 10, defect 4)."""
+        if self._scanned:
+            return
+        loaded = self._store.load() if self._store is not None else {}
+        if self._store is not None and self._store.state_lost and self._set.start_at_end:
+            # Every generation corrupt: files present now may hold lines written while the
+            # agent was down. Read them from the start: duplicates instead of loss.
+            self._set.start_at_end = False
+            log.warning("checkpoints lost: reading present files from their start despite "
+                        "start_at = \"end\"",
+                        extra={"component": "tail", "pipeline": self.name})
+        self._set.resume_from = {(cp.dev, cp.ino): cp for cp in loaded.values()}
+        # Files renamed away while the agent was down are older: open (and read) them first.
+        self._set.find_renamed_while_stopped()
+        now = self._clock.monotonic()
+        self._set.orphans_until = now + self._cfg.deleted_file_max_secs
+        self._set.rescan(initial=True)
+        self._last_rescan = now
+        self._next_rescan = now + self._cfg.rescan_interval_secs
+        self._next_save = now + self._cfg.checkpoint_interval_secs
+        self._scanned = True
+        # Saved at once: a file found now and renamed out of the globs before the first
+        # periodic save (rotation at start, a crash, a stop stuck in a Kafka connect) is found
+        # again by its inode after a restart.
+        self._save()
 
     def stop(self) -> None:
         """Stop watching, save checkpoints, close files."""
@@ -107,9 +133,13 @@ class TailSource:
                 # finds them by inode and reads them.
                 self._set.rescan(initial=False)
             self._save()
+            # What was not delivered stays reported after the files are closed: rotation must
+            # not destroy it before the next run (or the pipeline replacing this one) has it.
+            self._at_stop = {(f.key.dev, f.key.ino): n for f, n in self._pending() if n}
             for f in list(self._set.files.values()):
                 self._set.close(f)
             self._started = False
+            self._stopped = True
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -122,11 +152,16 @@ class TailSource:
         return to_batches(self._poll_segs(max_lines, timeout))
 
     def flush_partial(self) -> list[Record]:
-        """At shutdown: emit held partial lines and multiline groups."""
+        """At shutdown: emit what is held (partial line, multiline group) of files that ended
+        for good: deleted and read to their end, so no restart could read them again. A live
+        file's held bytes are not emitted because of a shutdown (issue 10, defect 3): they stay
+        unacknowledged, the checkpoint stays before them, and the restart reads the line whole
+        (with its rest, if the writer finishes it meanwhile)."""
         with self._lock:
             out: list[tuple[TailedFile, list[Seg]]] = []
             for f in self._set.files.values():
-                f.flush_all()
+                if f.fd >= 0 and f.deleted_and_read():
+                    f.flush_all()
                 self._take(f, 1 << 62, out)
         return to_records(out)
 
@@ -151,6 +186,8 @@ class TailSource:
         Thread-safe; rotation uses it to avoid deleting undelivered data."""
         out: dict[str, int] = {}
         with self._lock:
+            if not self._ready_to_report():
+                return {path: size for path, (_, size) in self._matching().items()}
             for f, n in self._pending():
                 out[f.path] = out.get(f.path, 0) + n
         return out
@@ -159,7 +196,41 @@ class TailSource:
         """Like pending_bytes() but keyed by (st_dev, st_ino), for callers that hold the file
         open and fstat it (robust against renames between the two calls)."""
         with self._lock:
+            if not self._ready_to_report():
+                return {**self._at_stop, **dict(self._matching().values())}
             return {(f.key.dev, f.key.ino): n for f, n in self._pending()}
+
+    def _ready_to_report(self) -> bool:
+        """Make sure the first scan ran (rotation may ask before start()); False when the
+        files cannot be reported one by one (scan failed, source stopped): then every file
+        the globs match counts as undelivered in full."""
+        if self._stopped:
+            return False
+        if not self._scanned:
+            try:
+                self._first_scan()
+            except (OSError, RetriableError) as e:
+                log.warning("first scan failed: every matching file counts as undelivered",
+                            extra={"component": "tail", "pipeline": self.name,
+                                   "error": str(e)})
+                return False
+            log.info("first scan done before the pipeline started, on rotation's request: "
+                     "its files are held open and count as undelivered until delivered",
+                     extra={"component": "tail", "pipeline": self.name,
+                            "files": len(self._set.files)})
+        return True
+
+    def _matching(self) -> dict[str, tuple[tuple[int, int], int]]:
+        """Every regular file the globs match now: path -> ((st_dev, st_ino), size)."""
+        out: dict[str, tuple[tuple[int, int], int]] = {}
+        for c in self._matcher.scan()[0]:
+            try:
+                st = os.lstat(c.path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out[c.path] = ((st.st_dev, st.st_ino), st.st_size)
+        return out
 
     def _pending(self) -> list[tuple[TailedFile, int]]:
         out: list[tuple[TailedFile, int]] = []
@@ -195,19 +266,36 @@ class TailSource:
             f.acked = segs[-1].end
         return sum(len(s.lines) for s in segs)
 
+    def discover(self) -> None:
+        """Rescan the globs when due (inotify event or rescan interval) and save due
+        checkpoints, without reading: new files are opened, so their content survives a later
+        rename out of the globs or a deletion, and renames are followed. The consumer calls it
+        while it cannot take records (Kafka down, sink full), so discovery never stalls."""
+        if not self._started:
+            return
+        with self._lock:
+            now = self._clock.monotonic()
+            self._rescan_if_due(now)
+            if now >= self._next_save:
+                self._save()
+                self._next_save = now + self._cfg.checkpoint_interval_secs
+
+    def _rescan_if_due(self, now: float) -> None:
+        # inotify says names changed: rescan, but at most once per _EVENT_RESCAN_SECS (a
+        # busy directory must not turn every poll into a directory walk).
+        event = self._waker.rescan.is_set() and now - self._last_rescan >= _EVENT_RESCAN_SECS
+        if event or now >= self._next_rescan:
+            self._waker.rescan.clear()
+            self._set.rescan(initial=False)
+            self._waker.sync(*self._matcher.watch_dirs)
+            self._last_rescan = now
+            self._next_rescan = now + self._cfg.rescan_interval_secs
+
     def _collect(self, max_lines: int) -> list[tuple[TailedFile, list[Seg]]]:
         out: list[tuple[TailedFile, list[Seg]]] = []
         with self._lock:
             now = self._clock.monotonic()
-            # inotify says names changed: rescan, but at most once per _EVENT_RESCAN_SECS (a
-            # busy directory must not turn every poll into a directory walk).
-            event = self._waker.rescan.is_set() and now - self._last_rescan >= _EVENT_RESCAN_SECS
-            if event or now >= self._next_rescan:
-                self._waker.rescan.clear()
-                self._set.rescan(initial=False)
-                self._waker.watch_roots()
-                self._last_rescan = now
-                self._next_rescan = now + self._cfg.rescan_interval_secs
+            self._rescan_if_due(now)
             remaining = max_lines
             flushed: set[int] = set()
             files = list(self._set.files.values())

@@ -1,6 +1,7 @@
 """SIGTERM while Kafka cannot be reached: the drain gives up at drain_timeout_secs, the agent exits
 0 without checkpointing anything undelivered, and a later run against a reachable broker
-delivers every line (including the partial last line the first drain could not send) once."""
+delivers every line once, the partial last line (which no drain sends) when the file has not grown
+for partial_line_timeout_secs."""
 
 from __future__ import annotations
 
@@ -60,12 +61,15 @@ def test_drain_deadline_with_kafka_unreachable_then_delivery_later(
         msgs = [r.get("msg", "") for r in agent.log_records()]
         assert any("drain deadline passed" in m for m in msgs), agent.log_tail()
 
+        # The partial last line is never completed: it goes once the file has not grown at
+        # its end for partial_line_timeout_secs (a shutdown never sends it; issue 10).
         up = write_config(tmp_path / "up.toml", state_dir=state,
                           bootstrap=kafka_broker.bootstrap, topic=topic,
-                          include=[f"{logs}/*.log"])
+                          include=[f"{logs}/*.log"], tail={"partial_line_timeout_secs": 1.0})
         agent.config = up
         agent.start()
         verdict = wait_delivered(kafka_broker, topic, {"dd": 100}, 90, agent)
+        wait_for(lambda: len(values(kafka_broker, topic)) >= 101, 60, "the partial line")
         assert agent.terminate() == 0, agent.log_tail()
     finally:
         agent.stop_quietly()

@@ -206,7 +206,7 @@ def test_tail_source_never_ships_a_racing_hard_link(
     clock = FakeClock()
     src = TailSource("p", TailConfig(include=(str(tree.logs / "*.log"),)), checkpoints=None,
                      clock=clock, registry=CollectorRegistry(),
-                     use_watchdog=False)
+                     use_inotify=False)
     src.start()
     shipped: list[bytes] = []
     try:

@@ -280,3 +280,37 @@ def test_reconfigure_adds_and_removes_crontabs_without_touching_running_jobs(
     assert runner.signals == [signal.SIGTERM]          # only the final drain signalled
     assert d.config.grace_secs == 9.0
     assert registry.get_sample_value("opsagent_cron_jobs") == 2
+
+
+def test_next_run_gauge_follows_the_schedule_and_reloads(tmp_path: Path) -> None:
+    """opsagent_cron_next_run_timestamp_seconds{job}: the next fire time after each run; a job
+    removed by a reload loses its series; @reboot jobs have none."""
+    cron = str(tmp_path / "crontab")
+    seen: list[tuple[float, float | None, float | None]] = []
+
+    def hook(clock: ScriptClock, events: queue.SimpleQueue[Any]) -> None:
+        now = clock.now()
+        seen.append(((now - T0).total_seconds(),
+                     registry.get_sample_value("opsagent_cron_next_run_timestamp_seconds",
+                                               {"job": f"{cron}:1"}),
+                     registry.get_sample_value("opsagent_cron_next_run_timestamp_seconds",
+                                               {"job": f"{cron}:3"})))
+        if now >= T0 + datetime.timedelta(seconds=12) and files.tabs[cron].jobs[0].line != 3:
+            files.put("crontab", "v2", [job(3, PeriodExpr(7, spec="y"), file=cron)])
+            events.put(RELOAD_NOW)
+        elif now >= T0 + datetime.timedelta(seconds=20):
+            events.put(STOP)
+
+    d, _, files, registry = make(tmp_path, hook, [job(1, PeriodExpr(5), file=cron),
+                                                  job(2, None, file=cron)])
+    d.run()
+    t0 = T0.timestamp()
+    before = [(at, nxt) for at, nxt, _ in seen if at < 12]
+    assert before and all(nxt is not None and t0 + at < nxt <= t0 + at + 5 for at, nxt in before)
+    assert {nxt for _, nxt in before} >= {t0 + 5, t0 + 10}
+    # (the reload asked for at the 14.5 s wake-up is applied in the loop's next step)
+    after = [(at, one, three) for at, one, three in seen if at > 15]
+    assert after and all(one is None and three is not None and three > t0 + at
+                         for at, one, three in after)
+    assert registry.get_sample_value("opsagent_cron_next_run_timestamp_seconds",
+                                     {"job": f"{cron}:2"}) is None

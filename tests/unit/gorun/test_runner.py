@@ -51,6 +51,7 @@ def test_output_is_captured_line_by_line_before_the_end_record(rig: Rig) -> None
     assert msgs[0] == "job started" and msgs[-1] == "job failed"
     assert rig.recorder.records[0]["scheduled"] == "2024-01-10T12:00:00+00:00"
     assert rig.metric("opsagent_cron_runs_total", JID) == 1
+    assert rig.metric("opsagent_cron_last_run_timestamp_seconds", JID) == T0.timestamp()
     assert rig.metric("opsagent_cron_failures_total", JID) == 1
     assert rig.metric("opsagent_cron_running_jobs", JID) == 0
     assert rig.registry.get_sample_value("opsagent_cron_run_duration_seconds_count",

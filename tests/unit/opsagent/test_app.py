@@ -683,3 +683,45 @@ def test_a_cron_section_that_cannot_be_applied_in_place_is_restarted(
     fresh = agent.components[("cron", "crontabs")]
     assert fresh is not cron and cron.stopped_with == DEADLINE and fresh.started
     assert agent.health.ready() == (True, "ok")
+
+
+class OrderAgent(FakeAgent):
+    """Records, for each component started, which components the agent listed at that moment."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listed_at_start: dict[Key, set[Key]] = {}
+
+    def _build(self, key: Key, effective: Any) -> Any:
+        comp = super()._build(key, effective)
+        agent = self
+
+        def start() -> None:
+            agent.listed_at_start[key] = set(agent.components)
+            comp.started = True
+
+        comp.start = start  # type: ignore[method-assign]
+        return comp
+
+
+@pytest.mark.parametrize("when", ["start", "reload"])
+def test_forwarders_are_listed_before_a_rotation_starts(tmp_path: Path, when: str) -> None:
+    """Rotation asks the forwarders what is undelivered as soon as it starts; a forwarder
+    started in the same step (a reload that adds it and changes the rotation) must already be
+    listed, or its unread files look delivered."""
+    text = config_text(tmp_path, keep=2)
+    first = config_text(tmp_path, keep=5)
+    first = first[:first.index("[[forward]]")]
+    path = tmp_path / "opsagent.toml"
+    path.write_text(text if when == "start" else first)
+    (tmp_path / "crontab").write_text("")
+    clock = FakeClock()
+    agent = OrderAgent(str(path), schema.load(str(path)), clock=clock,
+                       registry=prometheus_client.CollectorRegistry(),
+                       health=Health(clock.monotonic), env={}, reaper=None)
+    agent.start()
+    if when == "reload":
+        assert ("forward", "critical") not in agent.components
+        path.write_text(text)
+        assert agent.reload()
+    assert ("forward", "critical") in agent.listed_at_start[("rotate", "apps")]

@@ -21,4 +21,5 @@ def test_every_command_is_registered() -> None:
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert isinstance(sub.choices, dict)
-    assert set(sub.choices) == {"version", "run", "check-config", "rotate", "profile", "forward"}
+    assert set(sub.choices) == {"version", "run", "check-config", "rotate", "profile", "forward",
+                                "status", "top"}

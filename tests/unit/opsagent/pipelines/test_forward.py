@@ -4,6 +4,7 @@ and, with the real tail source over real files, that checkpoints never pass an u
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +73,7 @@ class FakeSource:
         self.acks: list[tuple[FileKey, int]] = []
         self.stopped = False
         self.fail_next = False
+        self.discovered = 0
 
     def start(self) -> None:
         pass
@@ -81,6 +83,9 @@ class FakeSource:
             self.fail_next = False
             raise RetriableError("No space left on device")
         return self.batches.pop(0) if self.batches else []
+
+    def discover(self) -> None:
+        self.discovered += 1
 
     def ack(self, key: FileKey, end: int) -> None:
         self.acks.append((key, end))
@@ -255,7 +260,7 @@ def real_pipeline(tmp: Path, sink: FakeSink, clock: FakeClock) -> ForwardPipelin
     reg = prometheus_client.CollectorRegistry()
     store = CheckpointStore(str(tmp / "state"), cfg.name, registry=reg)
     source = TailSource(cfg.name, cfg.tail, checkpoints=store, clock=clock, registry=reg,
-                        static_fields={"node": "n1"}, use_watchdog=False)
+                        static_fields={"node": "n1"}, use_inotify=False)
     return ForwardPipeline(cfg, source=source, sink=sink, clock=clock, registry=reg,
                            wait=clock.advance)
 
@@ -348,6 +353,49 @@ def test_full_sink_keeps_the_rest_pending_and_reads_nothing_new() -> None:
     assert [r.value for r in sink.sent] == [b"a", b"b", b"c", b"d"]
 
 
+def test_full_sink_still_discovers_files_without_reading_them() -> None:
+    src = FakeSource([[rec(0, b"a"), rec(2, b"b")], [rec(4, b"c")]])
+    sink = FakeSink(auto_ack=False, room=1)
+    p = pipeline(src, sink, FakeClock())
+    p.open()
+    p.step()  # polls (which rescans itself); the sink takes "a"
+    assert src.discovered == 0
+    p.step()
+    p.step()
+    assert src.discovered == 2 and len(src.batches) == 1  # discovery, but no new reading
+
+
+def test_file_created_and_renamed_away_while_the_sink_is_full_is_delivered(
+        logs: Path) -> None:
+    # Issue 10, defect 1: Kafka down, the sink holds max_inflight_bytes; app.log is rotated,
+    # a new app.log gets lines and is renamed out of the globs too before Kafka is back.
+    d = logs / "logs"
+    first = [f"a {i}".encode() for i in range(10)]
+    (d / "app.log").write_bytes(b"".join(x + b"\n" for x in first))
+    clock = FakeClock()
+    sink = FakeSink(auto_ack=False, room=2)
+    p = real_pipeline(logs, sink, clock)
+    p.open()
+    for _ in range(3):
+        p.step()
+    assert len(sink.sent) == 2  # full
+    os.rename(d / "app.log", d / "app.log.1")
+    second = [f"b {i}".encode() for i in range(5)]
+    (d / "app.log").write_bytes(b"".join(x + b"\n" for x in second))
+    clock.advance(10.0)  # the periodic rescan is due (no inotify in this test)
+    p.step()
+    os.rename(d / "app.log", d / "app.log.2")
+    clock.advance(10.0)
+    p.step()
+    sink.room = None  # Kafka is back
+    sink.auto_ack = True
+    pump(p, sink, 15)
+    p.drain()
+    got = [r.value for r in sink.sent]
+    assert sorted(got) == sorted(first + second)
+    assert [x for x in got if x.startswith(b"b")] == second
+
+
 def test_drain_sends_pending_before_partial_lines() -> None:
     partial = Record(key=KEY, path="/logs/app.log", start=4, end=6, data=b"pp",
                      truncated=False, fields={})
@@ -393,6 +441,27 @@ def test_example_config_loads() -> None:
     fwd = cfg.forward[0]  # type: ignore[attr-defined]
     assert fwd.name == "critical" and fwd.kafka.compression == "zstd"
     assert fwd.tail.multiline is not None
+
+
+@pytest.mark.parametrize("name", ["forward.example.toml", "opsagent.example.toml"])
+def test_shipped_forward_globs_follow_rotated_names_but_skip_compressed_archives(
+        name: str) -> None:
+    # Issue 10, defect 2: a file created and renamed away while the agent is down is only
+    # found at start if its rotated name is inside the globs; compressed copies must not be
+    # read (their content is the same lines again, compressed).
+    from opsagent.config import schema
+    from opsagent.sources.tail.discovery import Matcher
+
+    root = Path(__file__).resolve().parents[4]
+    fwd = schema.load(str(root / "config" / name)).forward[0]  # type: ignore[attr-defined]
+    m = Matcher(fwd.tail.include, fwd.tail.exclude)
+    logs = "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/pvc-1/mount/logs"
+    for ours in ("critical.log", "critical-audit.log", "critical.log.1", "critical.log.2",
+                 "critical.log.20261203-063140", "critical.log.20261203-063140.1"):
+        assert m.matches(f"{logs}/{ours}"), ours
+    for not_ours in ("critical.log.20261203-063140.zst", "critical.log.1.gz", "app.log",
+                     ".opsagent-tmp.critical.log.1"):
+        assert not m.matches(f"{logs}/{not_ours}"), not_ours
 
 
 def test_unknown_key_is_reported_with_its_path(tmp_path: Path) -> None:

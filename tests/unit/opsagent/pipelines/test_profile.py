@@ -221,3 +221,66 @@ def test_a_failing_iteration_does_not_kill_the_pipeline_thread() -> None:
     p.stop()
     assert Flaky.calls >= 3
     assert [requests(iv) for iv in sink.sent] == [{(("iface", "a"), ("pod", "p")): 1}]
+
+
+def real_pipeline(tmp_path: Path, clock: FakeClock, sink: FakeSink) -> ProfilePipeline:
+    from opsagent.state.checkpoints import CheckpointStore
+
+    reg = prometheus_client.CollectorRegistry()
+    c = cfg(tail={"include": [f"{tmp_path}/*.log"], "max_line_bytes": 64})
+    return ProfilePipeline(c, clock=clock, registry=reg, sinks=[sink], poll_timeout_secs=0,
+                           checkpoints=CheckpointStore(str(tmp_path / "state"), "profile-t",
+                                                       registry=reg))
+
+
+def samples(sink: FakeSink, name: str) -> dict[tuple[tuple[str, str], ...], int | float]:
+    out: dict[tuple[tuple[str, str], ...], int | float] = {}
+    for iv in sink.sent:
+        for s in iv.samples:
+            if s.name == name:
+                out[s.labels] = out.get(s.labels, 0) + s.value
+    return out
+
+
+def test_a_line_written_in_two_pieces_long_apart_counts_once(tmp_path: Path) -> None:
+    # Issue 10, defect 3: "b|4" then, 6 s later (past partial_line_timeout_secs), "2\n".
+    log = tmp_path / "a.log"
+    log.write_bytes(b"a|1\nb|4")
+    clock = FakeClock(wall=1000.0)
+    sink = FakeSink()
+    p = real_pipeline(tmp_path, clock, sink)
+    p.start(thread=False)
+    p.run_once()
+    for _ in range(3):
+        clock.advance(3.0)
+        p.run_once()
+    with open(log, "ab") as f:
+        f.write(b"2\n")
+    p.run_once()
+    p.stop()
+    assert samples(sink, "requests") == {(("iface", "a"), ("pod", "")): 1,
+                                         (("iface", "b"), ("pod", "")): 1}
+    assert samples(sink, "latency_sum")[(("iface", "b"), ("pod", ""))] == 42
+    assert samples(sink, "unparsed") == {}
+
+
+def test_a_line_cut_by_a_shutdown_counts_once_in_the_next_run(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"a|1\nb|4")
+    clock = FakeClock(wall=1000.0)
+    sink = FakeSink()
+    p = real_pipeline(tmp_path, clock, sink)
+    p.start(thread=False)
+    p.run_once()
+    p.stop()  # SIGTERM while "b|4" waits for its newline
+    assert samples(sink, "requests") == {(("iface", "a"), ("pod", "")): 1}
+    with open(log, "ab") as f:
+        f.write(b"2\n")
+    sink2 = FakeSink()
+    p2 = real_pipeline(tmp_path, clock, sink2)
+    p2.start(thread=False)
+    p2.run_once()
+    p2.stop()
+    assert samples(sink2, "requests") == {(("iface", "b"), ("pod", "")): 1}
+    assert samples(sink2, "latency_sum")[(("iface", "b"), ("pod", ""))] == 42
+    assert samples(sink2, "unparsed") == {}

@@ -25,8 +25,8 @@ class Env:
 
     def source(self, *, include: tuple[str, ...] = ("*.log",), checkpoints: bool = True,
                start: bool = True, name: str = "p", **kw: Any) -> TailSource:
-        src_kw = {k: kw.pop(k) for k in ("auto_ack", "static_fields", "use_watchdog") if k in kw}
-        src_kw.setdefault("use_watchdog", False)
+        src_kw = {k: kw.pop(k) for k in ("auto_ack", "static_fields", "use_inotify") if k in kw}
+        src_kw.setdefault("use_inotify", False)
         cfg = TailConfig(include=tuple(str(self.logs / p) for p in include), **kw)
         store = CheckpointStore(str(self.state), name, registry=self.registry) \
             if checkpoints else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from opsagent.sources.tail.discovery import (
     Matcher,
     NotRegularFile,
     Waker,
+    dir_globs,
     find_by_inode,
     glob_to_regex,
     open_beneath,
@@ -64,6 +66,12 @@ def test_matcher_merges_roots_and_excludes() -> None:
     assert m.matches("/a/x.log") and m.matches("/a/d/x.log")
     assert not m.matches("/a/skip.log")
     assert m.root_of("/b/c/y") == "/b" and m.root_of("/c/x") is None
+    # Every include and exclude pattern matches whole paths, not only the last one.
+    two = Matcher(["/a/*.log", "/b/*.log"], ["/a/x*.log", "*.tmp"])
+    assert two.matches("/a/y.log") and two.matches("/b/y.log")
+    assert not two.matches("/a/y.log.1.zst") and not two.matches("/b/y.log.1")
+    assert two.matches("/a/xy.log.tmp") is False and not two.matches("/a/xy.log")
+    assert Matcher(["/a/*.log"], ["/a/x*", "*.tmp"]).matches("/a/xy.log") is False
     by_name = Matcher(["/a/**"], ["*.gz", "tmp-?"])
     assert by_name.matches("/a/x.log")
     assert not by_name.matches("/a/b/x.log.gz") and not by_name.matches("/a/tmp-1")
@@ -133,11 +141,66 @@ def test_find_by_inode(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("event", "wake", "rescan"),
-    [("created", True, True), ("moved", True, True), ("deleted", True, True),
-     ("modified", True, False), ("opened", False, False), ("closed_no_write", False, False)],
+    ("names_changed", "wake", "rescan"),
+    [(True, True, True), (False, True, False)], ids=["created-renamed-deleted", "written"],
 )
-def test_waker_only_sets_flags(event: str, wake: bool, rescan: bool) -> None:
+def test_waker_only_sets_flags(names_changed: bool, wake: bool, rescan: bool) -> None:
     w = Waker(Matcher(["/nonexistent/*.log"]))
-    w.on_event(event)
+    w.on_event("/nonexistent", names_changed)
     assert (w.wake.is_set(), w.rescan.is_set()) == (wake, rescan)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "leaf", "uppers"),
+    [
+        ("/pvc/*/logs/critical*.log*", "/pvc/*/logs/", ["/pvc/", "/pvc/*/"]),
+        ("/var/log/app*.log", "/var/log/", []),
+        ("/var/log/app.log", "/var/log/", []),
+        ("/a/**/x.log", "/a/**/", ["/a/"]),
+        ("/a/**", "/a/**/", []),
+    ],
+    ids=["pvc-layout", "wildcard-in-name", "one-file", "double-star", "double-star-last"],
+)
+def test_dir_globs(pattern: str, leaf: str, uppers: list[str]) -> None:
+    assert dir_globs(pattern) == (leaf, uppers)
+
+
+def test_scan_walks_and_watches_only_directories_a_match_can_be_in_or_under(
+        tmp_path: Path) -> None:
+    # Issue 9: tenants' own directories under the glob's static prefix are not watched (a
+    # recursive watch there lets them use up fs.inotify.max_user_watches).
+    for d in ("p1/logs", "p1/data/deep", "p2/logs/archive", "p2/other"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "p1" / "logs" / "critical.log").write_text("")
+    (tmp_path / "p1" / "data" / "critical.log").write_text("")
+    m = Matcher([f"{tmp_path}/*/logs/critical*.log*"])
+    assert [c.path for c in m.scan()[0]] == [f"{tmp_path}/p1/logs/critical.log"]
+    leaves, uppers = m.watch_dirs
+    assert leaves == [f"{tmp_path}/p1/logs", f"{tmp_path}/p2/logs"]
+    assert uppers == [str(tmp_path), f"{tmp_path}/p1", f"{tmp_path}/p2"]
+
+
+def _wait(flag: threading.Event) -> bool:
+    return flag.wait(10)
+
+
+def test_waker_watches_the_scanned_directories_with_inotify(tmp_path: Path) -> None:
+    (tmp_path / "p1" / "logs").mkdir(parents=True)
+    (tmp_path / "p1" / "data").mkdir()
+    m = Matcher([f"{tmp_path}/*/logs/*.log"])
+    m.scan()
+    w = Waker(m)
+    w.start()
+    try:
+        (tmp_path / "p1" / "data" / "x.log").write_text("tenant's own directory\n")
+        (tmp_path / "p1" / "logs" / "app.log").write_text("a\n")
+        assert _wait(w.rescan) and w.wake.is_set()
+        w.rescan.clear()
+        w.wake.clear()
+        with open(tmp_path / "p1" / "logs" / "app.log", "a") as f:
+            f.write("b\n")
+        assert _wait(w.wake)
+        (tmp_path / "p2" / "logs").mkdir(parents=True)  # a new pod: its directories too
+        assert _wait(w.rescan)
+    finally:
+        w.stop()

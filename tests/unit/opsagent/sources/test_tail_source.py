@@ -32,7 +32,7 @@ def test_invalid_utf8_passes_through(env: Env) -> None:
 def test_appended_data_is_read_by_later_polls(env: Env) -> None:
     src = env.source()
     env.write("app.log", b"a\n")
-    assert drain(src) == []  # not yet discovered: no watchdog, rescan not due
+    assert drain(src) == []  # not yet discovered: no inotify, rescan not due
     env.rescan()
     assert lines(drain(src)) == [b"a"]
     env.write("app.log", b"b\nc\n")
@@ -129,7 +129,7 @@ def test_checkpoint_advances_only_to_acked_offset(env: Env) -> None:
     (entry,) = doc["entries"].values()
     assert entry["offset"] == 4
     assert entry["path"] == str(env.logs / "app.log")
-    assert env.metric("opsagent_checkpoint_writes_total") == 1
+    assert env.metric("opsagent_checkpoint_writes_total") == 2  # the first scan's, this one
     src.stop()
 
     # A restart resumes at the acked offset: "c" is delivered again, "a", "b" are not.
@@ -239,13 +239,70 @@ def test_multiline_joins_stack_traces_with_spans(env: Env) -> None:
     assert [(r.data, r.end) for r in recs] == [(b"INFO next", len(content))]
 
 
-def test_flush_partial_emits_held_data(env: Env) -> None:
-    env.write("app.log", b"ERROR x\n\tat y\ntail-without-newline")
-    src = env.source(multiline=MultilineConfig())
+def test_flush_partial_emits_held_data_of_a_deleted_file_read_to_its_end(env: Env) -> None:
+    path = env.write("app.log", b"ERROR x\n\tat y\ntail-without-newline")
+    src = env.source(multiline=MultilineConfig(flush_timeout_secs=100.0),
+                     deleted_file_max_secs=1000.0)
     assert drain(src) == []
+    path.unlink()  # nobody can read it again after a restart: shutdown sends what is held
     recs = src.flush_partial()
     assert [(r.data, r.start, r.end) for r in recs] == [
         (b"ERROR x\n\tat y", 0, 14), (b"tail-without-newline", 14, 34)]
+
+
+def test_shutdown_never_emits_the_partial_line_of_a_live_file(env: Env) -> None:
+    # Issue 10, defect 3: the checkpoint stays before the partial line; the restart reads the
+    # line whole once the writer finished it.
+    env.write("app.log", b"first\npart")
+    src = env.source()
+    assert lines(drain(src)) == [b"first"]
+    assert src.flush_partial() == []
+    src.stop()
+    [cp] = json.loads((env.state / "p.json").read_text())["entries"].values()
+    assert cp["offset"] == 6
+    env.write("app.log", b"ial\n")
+    recs = drain(env.source())
+    assert [(r.data, r.start, r.end) for r in recs] == [(b"partial", 6, 14)]
+
+
+def test_partial_line_at_the_read_ahead_cap_is_not_split(env: Env) -> None:
+    # Issue 10, defect 3: Kafka is down, the source stops at max_read_ahead_bytes in the
+    # middle of a line; however long that lasts, the line is not cut in two records.
+    env.write("app.log", b"a" * 20 + b"\n" + b"b" * 20 + b"\n")
+    src = env.source(read_chunk_bytes=32, max_read_ahead_bytes=32)
+    first = drain(src, ack=False)
+    assert lines(first) == [b"a" * 20]
+    env.clock.advance(60.0)
+    assert drain(src, ack=False) == []
+    src.ack(first[0].key, first[0].end)
+    assert [(r.data, r.start, r.end) for r in drain(src)] == [(b"b" * 20, 21, 42)]
+
+
+def test_multiline_group_at_the_read_ahead_cap_is_not_split(env: Env) -> None:
+    head = b"x" * 20 + b"\n"
+    trace = b"ERROR boom\n\tat a.B(C.java:1)\n\tat d.E(F.java:2)\n"
+    env.write("app.log", head + trace + b"INFO next\n")
+    src = env.source(read_chunk_bytes=32, max_read_ahead_bytes=64,
+                     multiline=MultilineConfig(flush_timeout_secs=2.0))
+    first = drain(src, ack=False)
+    assert lines(first) == [b"x" * 20]
+    env.clock.advance(60.0)  # the group waits at the cap, not at EOF
+    assert drain(src, ack=False) == []
+    src.ack(first[0].key, first[0].end)
+    env.clock.advance(60.0)
+    assert lines(drain(src))[0] == trace[:-1]
+
+
+def test_partial_line_timeout_counts_from_when_the_file_stopped_growing(env: Env) -> None:
+    # No poll for a while (sink full), the rest of the line written meanwhile: one record.
+    env.write("app.log", b"part")
+    src = env.source()
+    assert drain(src) == []
+    env.clock.advance(4.0)
+    assert drain(src) == []
+    env.write("app.log", b"ial\n")
+    env.clock.advance(30.0)
+    assert [(r.data, r.start, r.end) for r in drain(src)] == [(b"partial", 0, 8)]
 
 
 def test_ack_of_unknown_key_is_ignored(env: Env) -> None:
@@ -262,9 +319,9 @@ def test_poll_before_start_is_an_error(env: Env) -> None:
         src.poll(timeout=0)
 
 
-def test_watchdog_event_wakes_poll(env: Env) -> None:
-    # No periodic rescan within the test: only the watchdog event can find the new file.
-    src = env.source(use_watchdog=True, rescan_interval_secs=3600.0)
+def test_inotify_event_wakes_poll(env: Env) -> None:
+    # No periodic rescan within the test: only the inotify event can find the new file.
+    src = env.source(use_inotify=True, rescan_interval_secs=3600.0)
     env.write("app.log", b"hello\n")
     got = []
     for _ in range(300):  # bounded: each poll waits at most 0.1 s for an inotify event
@@ -293,10 +350,10 @@ def test_checkpoint_write_failure_is_counted_and_retried(env: Env) -> None:
 def test_event_rescans_are_rate_limited(env: Env) -> None:
     src = env.source()
     env.write("app.log", b"a\n")
-    src._waker.on_event("created")  # as the watchdog thread would
+    src._waker.on_event(str(env.logs), True)  # as the inotify thread would
     assert drain(src) == []  # too soon after the start-up scan
     env.clock.advance(0.25)
-    src._waker.on_event("created")
+    src._waker.on_event(str(env.logs), True)
     assert lines(drain(src)) == [b"a"]
 
 
@@ -308,3 +365,38 @@ def test_a_busy_file_does_not_starve_the_others(env: Env) -> None:
     assert any(b"b" in batch for batch in first_polls)
     rest = drain(src)
     assert sum(len(b) for b in first_polls) + len(rest) == 200
+
+
+def test_rotation_asking_before_start_gets_every_matching_file_and_its_renames_are_followed(
+        env: Env) -> None:
+    # Issue 10, defect 4: the forwarder still connects to Kafka (source not started) when
+    # rotation asks what is undelivered; the first scan runs now, every file of ours counts.
+    path = env.write("app.log", b"".join(f"line {i}\n".encode() for i in range(100)))
+    env.write("other.txt", b"not ours\n")
+    src = env.source(start=False)
+    st = path.stat()
+    assert src.pending_by_file() == {(st.st_dev, st.st_ino): st.st_size}
+    assert src.pending_bytes() == {str(path): st.st_size}
+    path.rename(env.logs / "app.log.20261203-000000")  # rotation renames it out of the globs
+    [cp] = json.loads((env.state / "p.json").read_text())["entries"].values()
+    assert (cp["ino"], cp["offset"]) == (st.st_ino, 0)  # saved at once: found after a crash
+    src.start()
+    env.rescan()
+    got = drain(src)
+    assert lines(got) == [f"line {i}".encode() for i in range(100)]
+    assert src.pending_by_file() == {(st.st_dev, st.st_ino): 0}
+
+
+def test_a_stopped_source_reports_every_matching_file_and_what_it_left_undelivered(
+        env: Env) -> None:
+    path = env.write("app.log", b"a\n")
+    old = env.write("old.log", b"b\nc\n")
+    src = env.source()
+    drain(src, ack=False)
+    old.rename(env.logs / "old.log.1")
+    env.rescan()
+    drain(src, ack=False)
+    src.stop()
+    st, st_old = path.stat(), (env.logs / "old.log.1").stat()
+    assert src.pending_by_file() == {(st.st_dev, st.st_ino): 2,
+                                     (st_old.st_dev, st_old.st_ino): 4}
