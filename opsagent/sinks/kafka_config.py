@@ -41,6 +41,12 @@ class KafkaSinkConfig:
     connect_timeout_ms: int = 10_000
     retry_backoff_base_secs: float = 0.5
     retry_backoff_max_secs: float = 30.0
+    # The client's reconnect backoff (kafka-python reconnect_backoff_ms / _max_ms, librdkafka
+    # reconnect.backoff.ms / .max.ms): after the cluster comes back, delivery resumes within
+    # about reconnect_backoff_max_ms (kafka-python's own default is 30 s). While Kafka is
+    # unreachable the sink also starts its next connection attempt within this long.
+    reconnect_backoff_ms: int = 50
+    reconnect_backoff_max_ms: int = 1000
     # TLS (security_protocol SSL or SASL_SSL)
     security_protocol: SecurityProtocol = "PLAINTEXT"
     ssl_cafile: str = ""
@@ -70,12 +76,16 @@ class KafkaSinkConfig:
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "max_request_size", "max_inflight_bytes",
-                     "delivery_timeout_ms", "request_timeout_ms", "connect_timeout_ms"):
+                     "delivery_timeout_ms", "request_timeout_ms", "connect_timeout_ms",
+                     "reconnect_backoff_ms", "reconnect_backoff_max_ms"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be > 0, got {getattr(self, name)}")
         if self.delivery_timeout_ms < self.request_timeout_ms + self.linger_ms:
             problems.append("delivery_timeout_ms: must be >= request_timeout_ms + linger_ms "
                             f"({self.request_timeout_ms + self.linger_ms})")
+        if self.reconnect_backoff_max_ms < self.reconnect_backoff_ms:
+            problems.append("reconnect_backoff_max_ms: must be >= reconnect_backoff_ms "
+                            f"({self.reconnect_backoff_ms})")
         if self.retry_backoff_base_secs <= 0:
             problems.append("retry_backoff_base_secs: must be > 0")
         if self.retry_backoff_max_secs < self.retry_backoff_base_secs:

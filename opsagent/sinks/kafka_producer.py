@@ -115,6 +115,10 @@ def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
         "request_timeout_ms": cfg.request_timeout_ms,
         "max_block_ms": cfg.connect_timeout_ms,
         "bootstrap_timeout_ms": cfg.connect_timeout_ms,
+        # kafka-python's default max is 30 s: after an outage delivery resumed 6-20 s after the
+        # broker came back (issue 10). The Java client's defaults are 50 ms / 1 s.
+        "reconnect_backoff_ms": cfg.reconnect_backoff_ms,
+        "reconnect_backoff_max_ms": cfg.reconnect_backoff_max_ms,
         "security_protocol": cfg.security_protocol,
     }
     if cfg.security_protocol in ("SSL", "SASL_SSL"):
@@ -191,7 +195,9 @@ class KafkaPythonProducer:
         self.abort()
         sender = getattr(self._p, "_sender", None)
         if sender is not None:
-            sender.join(5.0)  # it fails every incomplete future on its way out
+            # It fails every incomplete future on its way out; bounded by the caller's
+            # deadline (a drain must not overrun it, issue 10).
+            sender.join(max(0.0, min(5.0, timeout)))
         try:
             self._p.close(timeout=0)
         except KafkaError:
