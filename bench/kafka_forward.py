@@ -35,7 +35,7 @@ WORDS = ["GET", "POST", "user", "order", "payment", "id=%d", "status=%d", "laten
          "shard=%d", "trace=%08x", "region=eu-west-1", "service=checkout", "level=ERROR",
          "msg=timeout", "upstream=10.0.0.%d"]
 
-# The raw producer: the same client settings the sink uses (opsagent/sinks/kafka_producer.py),
+# The raw producer: the same client settings the sink uses (opsagent/sinks/kafka/kafka_python.py),
 # lines read into memory first; timing covers send of all + flush.
 RAW_SCRIPT = r"""
 import json, resource, sys, time

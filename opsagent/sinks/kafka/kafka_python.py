@@ -1,5 +1,6 @@
-"""The one place that builds a kafka-python KafkaProducer for the Kafka sink, behind the small
-`Producer` interface the sink (and its tests' fakes) use.
+"""The kafka-python backend of the Kafka sink (`client = "kafka-python"`): builds a KafkaProducer
+behind the `Producer` interface (opsagent/sinks/kafka/producer.py). Everything here exists only
+for kafka-python: the bootstrap-error log listener, the partition cache, reads of private state.
 
 kafka-python facts this relies on (3.0.x):
 - the constructor bootstraps synchronously and turns every bootstrap failure, including a wrong
@@ -20,37 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from opsagent.errors import FatalError
-from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_errors import Kind, classify
-from opsagent.sinks.kafka_partition import KeyPartitions
-
-
-class Future(Protocol):
-    """What the sink needs of a send's result (kafka-python's FutureRecordMetadata)."""
-
-    def add_callback(self, fn: Callable[[Any], Any]) -> Any: ...
-    def add_errback(self, fn: Callable[[BaseException], Any]) -> Any: ...
-
-
-class Producer(Protocol):
-    def send(self, topic: str, *, key: bytes, value: bytes,
-             headers: list[tuple[str, bytes]]) -> Future:
-        """Queue one record; may raise (record too large, metadata timeout, authorization)."""
-        ...
-
-    def abort(self) -> None:
-        """Stop sending now; every incomplete future fails soon. Callable from a callback."""
-        ...
-
-    def close(self, timeout: float) -> None:
-        """Release the producer, waiting up to `timeout` for in-flight requests."""
-        ...
-
-
-ProducerFactory = Callable[[KafkaSinkConfig], Producer]
+from opsagent.sinks.kafka.config import KafkaSinkConfig
+from opsagent.sinks.kafka.errors import Kind, classify
+from opsagent.sinks.kafka.kafka_python_partition import KeyPartitions
+from opsagent.sinks.kafka.producer import Future, Producer, read_password
 
 _BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
 
@@ -84,17 +61,6 @@ class _BootstrapErrors(logging.Filter):
         self.errors.extend(a for a in args if isinstance(a, BaseException))
         effective = {lg.name: eff for lg, _, eff in self._saved}.get(record.name, 0)
         return record.levelno >= effective
-
-
-def read_password(cfg: KafkaSinkConfig) -> str:
-    if not cfg.sasl_password_file:
-        return cfg.sasl_password
-    try:
-        with open(cfg.sasl_password_file, encoding="utf-8") as f:
-            return f.read().rstrip("\r\n")
-    except OSError as e:
-        raise FatalError(f"kafka: cannot read sasl_password_file {cfg.sasl_password_file}: "
-                         f"{e.strerror}") from e
 
 
 def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
@@ -135,8 +101,8 @@ def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
 
 class KafkaPythonProducer:
     """`Producer` over kafka-python's KafkaProducer. Passes each record's partition, chosen
-    once per key (opsagent/sinks/kafka_partition.py: the default partitioner's choice) and
-    checked again after every metadata update."""
+    once per key (kafka_python_partition.py: the default partitioner's choice) and checked
+    again after every metadata update."""
 
     def __init__(self, producer: Any) -> None:
         self._p = producer

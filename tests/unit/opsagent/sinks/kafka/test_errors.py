@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kafka import errors as ke
 
-from opsagent.sinks.kafka_errors import Kind, classify
+from opsagent.sinks.kafka.errors import Kind, classify
 
 CASES = [
     # (exception, kind, reason)

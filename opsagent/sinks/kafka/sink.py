@@ -6,7 +6,7 @@ dead-lettered; a failure aborts the producer from its callback, then everything 
 re-sent in file order by a new one after a backoff; a REJECT error is proven by sending the record
 alone before it is dead-lettered; a FATAL one stops the sink. One caller thread uses submit /
 poll_acked / close; kafka-python's sender thread only runs the callbacks. Producers are created
-on a connector thread (opsagent/sinks/kafka_connect.py), so no caller ever blocks in a connection
+on a connector thread (opsagent/sinks/kafka/connect.py), so no caller ever blocks in a connection
 attempt and close() keeps its deadline while Kafka is unreachable.
 
 An outage (no producer can be created, a delivery failed for want of the cluster, or records in
@@ -27,13 +27,13 @@ import prometheus_client
 
 from opsagent.clock import Clock
 from opsagent.errors import FatalError
-from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_connect import Connector, ThreadConnector
-from opsagent.sinks.kafka_deadletter import DeadLetterFile, DeadLetters
-from opsagent.sinks.kafka_errors import Kind, classify
-from opsagent.sinks.kafka_metrics import KafkaMetrics
-from opsagent.sinks.kafka_producer import Producer, ProducerFactory, create_kafka_python_producer
-from opsagent.sinks.kafka_types import (
+from opsagent.sinks.kafka.config import KafkaSinkConfig
+from opsagent.sinks.kafka.connect import Connector, ThreadConnector
+from opsagent.sinks.kafka.deadletter import DeadLetterFile, DeadLetters
+from opsagent.sinks.kafka.errors import Kind, classify
+from opsagent.sinks.kafka.metrics import KafkaMetrics
+from opsagent.sinks.kafka.producer import Producer, ProducerFactory, create_producer
+from opsagent.sinks.kafka.records import (
     Completion,
     Entry,
     OutRecord,
@@ -65,12 +65,12 @@ class KafkaSink:
                  connector: Connector | None = None,
                  dead_letter_dir: str) -> None:
         """`connector` (default: a ThreadConnector over `producer_factory`) is for tests that
-        need connection attempts made inline (kafka_connect.InlineConnector)."""
+        need connection attempts made inline (connect.InlineConnector)."""
         self.name = name
         self.cfg = cfg
         self._clock = clock
         self._rng = rng or random.Random()
-        self._factory = producer_factory or create_kafka_python_producer
+        self._factory = producer_factory or create_producer
         self._connector: Connector = connector or ThreadConnector(name, self._factory,
                                                                   self._wake_up)
         self._m = KafkaMetrics.for_registry(registry, name)

@@ -17,7 +17,8 @@ from kafka import errors as ke
 
 from opsagent.clock import FakeClock
 from opsagent.errors import FatalError
-from opsagent.sinks.kafka import (
+from opsagent.sinks.kafka.connect import InlineConnector
+from opsagent.sinks.kafka.sink import (
     STALL_SECS,
     KafkaSink,
     KafkaSinkConfig,
@@ -25,8 +26,7 @@ from opsagent.sinks.kafka import (
     SinkClosed,
     SinkFull,
 )
-from opsagent.sinks.kafka_connect import InlineConnector
-from tests.unit.opsagent.sinks.kafka_fakes import FakeFactory, FakeProducer
+from tests.unit.opsagent.sinks.kafka.fakes import FakeFactory, FakeProducer
 
 
 def rec(key: str, n: int, size: int = 0) -> OutRecord:

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_producer import Producer, ProducerFactory
+from opsagent.sinks.kafka.config import KafkaSinkConfig
+from opsagent.sinks.kafka.producer import Producer, ProducerFactory
 
 log = logging.getLogger("opsagent.kafka")
 

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import DefaultPartitioner
 
-from opsagent.sinks import kafka_partition
-from opsagent.sinks.kafka_partition import KeyPartitions, default_partition
-from opsagent.sinks.kafka_producer import KafkaPythonProducer
+from opsagent.sinks.kafka import kafka_python_partition as kafka_partition
+from opsagent.sinks.kafka.kafka_python import KafkaPythonProducer
+from opsagent.sinks.kafka.kafka_python_partition import KeyPartitions, default_partition
 
 
 class FakeCluster:

@@ -11,8 +11,9 @@ import pytest
 
 from opsagent.config.loader import from_dict
 from opsagent.errors import ConfigErrors, FatalError
-from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_producer import producer_configs, read_password
+from opsagent.sinks.kafka.config import KafkaSinkConfig
+from opsagent.sinks.kafka.kafka_python import producer_configs
+from opsagent.sinks.kafka.producer import read_password
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from kafka.errors import IllegalStateError
 
-from opsagent.sinks.kafka_config import KafkaSinkConfig
+from opsagent.sinks.kafka.config import KafkaSinkConfig
 
 
 class FakeFuture:
