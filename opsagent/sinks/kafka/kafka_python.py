@@ -27,7 +27,7 @@ from opsagent.errors import FatalError
 from opsagent.sinks.kafka.config import KafkaSinkConfig
 from opsagent.sinks.kafka.errors import Kind, classify
 from opsagent.sinks.kafka.kafka_python_partition import KeyPartitions
-from opsagent.sinks.kafka.producer import Future, Producer, read_password
+from opsagent.sinks.kafka.producer import OnDone, Producer, read_password
 
 _BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
 
@@ -130,11 +130,11 @@ class KafkaPythonProducer:
         return kp.get(key)
 
     def send(self, topic: str, *, key: bytes, value: bytes,
-             headers: list[tuple[str, bytes]]) -> Future:
+             headers: list[tuple[str, bytes]], on_done: OnDone) -> None:
         partition = self._partition(topic, key)
         try:
-            fut: Future = self._p.send(topic, key=key, value=value, headers=headers,
-                                       partition=partition)
+            fut = self._p.send(topic, key=key, value=value, headers=headers,
+                               partition=partition)
         except ValueError:
             if partition is None:
                 raise
@@ -142,7 +142,11 @@ class KafkaPythonProducer:
             # since the check. Forget the choices; kafka-python partitions this one itself.
             self._topics.pop(topic, None)
             fut = self._p.send(topic, key=key, value=value, headers=headers)
-        return fut
+        fut.add_callback(on_done)
+        fut.add_errback(on_done)
+
+    def poll_error(self) -> BaseException | None:
+        return None  # kafka-python reports every failure through a record's future
 
     def abort(self) -> None:
         sender = getattr(self._p, "_sender", None)

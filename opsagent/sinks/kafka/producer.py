@@ -11,25 +11,31 @@ from opsagent.errors import FatalError
 from opsagent.sinks.kafka.config import KafkaSinkConfig
 
 
-class Future(Protocol):
-    """What the sink needs of a send's result (kafka-python's FutureRecordMetadata)."""
+class OnDone(Protocol):
+    """Called once per record from the client's thread: kafka-python calls it with the record
+    metadata or the exception; librdkafka with (error or None, message). records.Completion."""
 
-    def add_callback(self, fn: Callable[[Any], Any]) -> Any: ...
-    def add_errback(self, fn: Callable[[BaseException], Any]) -> Any: ...
+    def __call__(self, result: Any, msg: Any = ..., /) -> None: ...
 
 
 class Producer(Protocol):
     def send(self, topic: str, *, key: bytes, value: bytes,
-             headers: list[tuple[str, bytes]]) -> Future:
-        """Queue one record; may raise (record too large, metadata timeout, authorization)."""
+             headers: list[tuple[str, bytes]], on_done: OnDone) -> None:
+        """Queue one record; `on_done` reports its outcome. May raise (record too large,
+        metadata timeout, authorization): then `on_done` is never called."""
         ...
 
     def abort(self) -> None:
-        """Stop sending now; every incomplete future fails soon. Callable from a callback."""
+        """Stop sending now; every incomplete record fails soon. Callable from a callback."""
         ...
 
     def close(self, timeout: float) -> None:
         """Release the producer, waiting up to `timeout` for in-flight requests."""
+        ...
+
+    def poll_error(self) -> BaseException | None:
+        """An error about no record in particular (authentication, a fatal producer state),
+        once; None when there is none."""
         ...
 
 
@@ -49,7 +55,11 @@ def read_password(cfg: KafkaSinkConfig) -> str:
 
 
 def create_producer(cfg: KafkaSinkConfig) -> Producer:
-    """The default ProducerFactory: the backend `cfg.client` names."""
+    """The default ProducerFactory: the backend `cfg.client` names (imported only then)."""
+    if cfg.client == "librdkafka":
+        from opsagent.sinks.kafka.librdkafka import create_librdkafka_producer
+
+        return create_librdkafka_producer(cfg)
     from opsagent.sinks.kafka.kafka_python import create_kafka_python_producer
 
     return create_kafka_python_producer(cfg)

@@ -266,14 +266,17 @@ class KafkaSink:
                 self._key_bytes.clear()
             key = self._key_bytes[rec.key] = rec.key.encode("utf-8", "surrogateescape")
         headers = rec.headers if type(rec.headers) is list else list(rec.headers)
+        # One small object per send serves as its callback: fewer allocations per record
+        # matter here (they drive the garbage collector on the hot path).
+        done = Completion(self, entry, gen)
         try:
-            fut = self._producer.send(self._topic, key=key, value=rec.value, headers=headers)
+            self._producer.send(self._topic, key=key, value=rec.value, headers=headers,
+                                on_done=done)
         except Exception as e:  # sorted by classify, the one place that knows kafka errors
             # Raised by send() itself, so about this record alone (client-side size check,
             # topic authorization from metadata): a REJECT is certain, the producer still fine.
             entry.alone = True
             self._outstanding[gen] += 1
-            done = Completion(self, entry, gen)
             done.exc = e
             self._done_q.put(done)
             if classify(e).kind is not Kind.REJECT:
@@ -285,14 +288,9 @@ class KafkaSink:
         self._outstanding[gen] = n + 1
         self._n_sent += 1
         self._n_bytes += len(rec.value)
-        # One small object per send serves as callback and errback: fewer allocations per
-        # record matter here (they drive the garbage collector on the hot path).
-        done = Completion(self, entry, gen)
-        fut.add_callback(done)
-        fut.add_errback(done)
 
     def on_completion(self, done: Completion) -> None:
-        """Callback (kafka-python's sender thread): queue the result; on any failure abort the
+        """Callback (the client's thread): queue the result; on any failure abort the
         producer before it sends anything more. (After a non-retriable batch error kafka-python
         3.x puts an idempotent producer in a fatal state and fails every other batch with the
         same error, so that error does not prove which record was bad: see _complete.)"""
@@ -319,6 +317,9 @@ class KafkaSink:
 
     def _pump(self) -> None:
         """Process completions, finish a fence, (re)connect when due, collect acks."""
+        producer = self._producer
+        if producer is not None and (err := producer.poll_error()) is not None:
+            self._producer_error(err)
         acked_before = self._n_acked
         while True:
             try:
@@ -407,6 +408,16 @@ class KafkaSink:
             if not self._needs_backoff:
                 self._fence_unreachable = verdict.reason in _UNREACHABLE
             self._needs_backoff = True
+
+    def _producer_error(self, err: BaseException) -> None:
+        """An error the client reported about no record in particular (librdkafka's error
+        callback): fatal ones stop the sink; the others show in the records' own outcomes."""
+        verdict = classify(err)
+        if verdict.kind is Kind.FATAL:
+            self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {err}"))
+        else:
+            log.debug("kafka client error", extra={"component": "kafka", "pipeline": self.name,
+                                                   "error": str(err)})
 
     def _settle(self, entry: Entry) -> None:
         entry.done = True

@@ -45,3 +45,66 @@ CASES = [
 def test_classify(exc: BaseException, kind: Kind, reason: str) -> None:
     verdict = classify(exc)
     assert (verdict.kind, verdict.reason) == (kind, reason)
+
+
+def _rdk(code: int, retriable: bool) -> object:
+    import confluent_kafka
+
+    return confluent_kafka.KafkaError(code, retriable=retriable)
+
+
+def _rdk_cases() -> list[tuple[str, Kind, str]]:
+    return [
+        ("MSG_SIZE_TOO_LARGE", Kind.REJECT, "record_too_large"),
+        ("INVALID_RECORD", Kind.REJECT, "invalid_record"),
+        ("TOPIC_AUTHORIZATION_FAILED", Kind.REJECT, "topic_authorization"),
+        ("_AUTHENTICATION", Kind.FATAL, "authentication"),
+        ("SASL_AUTHENTICATION_FAILED", Kind.FATAL, "authentication"),
+        ("CLUSTER_AUTHORIZATION_FAILED", Kind.FATAL, "cluster_authorization"),
+        ("_UNSUPPORTED_FEATURE", Kind.FATAL, "unsupported_broker"),
+        ("_INVALID_ARG", Kind.FATAL, "configuration"),
+        ("TOPIC_EXCEPTION", Kind.FATAL, "invalid_topic"),
+        ("_FATAL", Kind.FATAL, "fatal"),
+        ("_MSG_TIMED_OUT", Kind.RETRIABLE, "timeout"),
+        ("REQUEST_TIMED_OUT", Kind.RETRIABLE, "timeout"),
+        ("_TRANSPORT", Kind.RETRIABLE, "connection"),
+        ("_ALL_BROKERS_DOWN", Kind.RETRIABLE, "connection"),
+        ("_SSL", Kind.RETRIABLE, "connection"),
+        ("BROKER_NOT_AVAILABLE", Kind.RETRIABLE, "broker_unavailable"),
+        ("OUT_OF_ORDER_SEQUENCE_NUMBER", Kind.RETRIABLE, "producer_state"),
+        ("_PURGE_QUEUE", Kind.RETRIABLE, "producer_aborted"),
+        ("_PURGE_INFLIGHT", Kind.RETRIABLE, "producer_aborted"),
+        ("_UNKNOWN_TOPIC", Kind.RETRIABLE, "unknown_topic"),
+        ("NOT_ENOUGH_REPLICAS", Kind.RETRIABLE, "broker_retriable"),
+        ("NOT_LEADER_FOR_PARTITION", Kind.RETRIABLE, "broker_retriable"),
+    ]
+
+
+@pytest.mark.parametrize(("name", "kind", "reason"), _rdk_cases(), ids=lambda v: str(v))
+def test_librdkafka_errors_are_sorted_by_the_same_table(name: str, kind: Kind,
+                                                        reason: str) -> None:
+    import confluent_kafka
+
+    from opsagent.sinks.kafka.records import LibrdkafkaError
+
+    # librdkafka flags broker errors retriable (NOT_ENOUGH_REPLICAS ...): not in the table.
+    err = LibrdkafkaError.of(_rdk(getattr(confluent_kafka.KafkaError, name),
+                                  retriable=reason == "broker_retriable"))
+    assert err.name == name
+    assert (classify(err).kind, classify(err).reason) == (kind, reason)
+
+
+def test_a_librdkafka_exception_carries_its_error_and_fatal_flag() -> None:
+    import confluent_kafka
+
+    from opsagent.sinks.kafka.records import LibrdkafkaError
+
+    fatal = confluent_kafka.KafkaError(confluent_kafka.KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                       "gap", fatal=True)
+    err = LibrdkafkaError.of(confluent_kafka.KafkaException(fatal))
+    assert err.fatal and "gap" in str(err)
+    # librdkafka's own verdict wins over the table only where the table says nothing.
+    assert classify(err).reason == "producer_state"
+    assert classify(LibrdkafkaError("SOMETHING_NEW", "x", fatal=True)).kind is Kind.FATAL
+    assert classify(LibrdkafkaError("SOMETHING_NEW", "x")).kind is Kind.RETRIABLE
+    assert classify(BufferError("Local: Queue full")).reason == "queue_full"

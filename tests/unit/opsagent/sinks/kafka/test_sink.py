@@ -18,6 +18,7 @@ from kafka import errors as ke
 from opsagent.clock import FakeClock
 from opsagent.errors import FatalError
 from opsagent.sinks.kafka.connect import InlineConnector
+from opsagent.sinks.kafka.records import LibrdkafkaError
 from opsagent.sinks.kafka.sink import (
     STALL_SECS,
     KafkaSink,
@@ -492,3 +493,19 @@ def test_records_without_acknowledgement_for_a_while_start_an_outage(
         assert h.sink.poll_acked() == [("a", 100)]
     msgs = [m.split(";")[0] for _, m, _ in outage_logs(caplog)]
     assert msgs == ["kafka unreachable", "kafka reachable again"]
+
+
+def test_a_fatal_error_the_client_reports_about_no_record_stops_the_sink(h: Harness) -> None:
+    # librdkafka's error callback (e.g. the broker cannot do idempotent produce).
+    h.sink.submit([rec("a", 1)])
+    h.factory.current.error = LibrdkafkaError("CLUSTER_AUTHORIZATION_FAILED",
+                                              "IDEMPOTENT_WRITE", fatal=True)
+    with pytest.raises(FatalError, match="cluster_authorization"):
+        h.sink.poll_acked()
+    assert h.factory.current.aborted
+    h2 = Harness(h.dead_dir.parent / "2")
+    h2.sink.start()
+    h2.sink.submit([rec("a", 1)])
+    h2.factory.current.error = LibrdkafkaError("_ALL_BROKERS_DOWN", "1/1 brokers are down")
+    assert h2.sink.poll_acked() == []  # not fatal: the records' own outcomes decide
+    assert not h2.factory.current.aborted
