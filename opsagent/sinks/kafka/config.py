@@ -95,6 +95,13 @@ class KafkaSinkConfig:
             problems.append("retry_backoff_base_secs: must be > 0")
         if self.retry_backoff_max_secs < self.retry_backoff_base_secs:
             problems.append("retry_backoff_max_secs: must be >= retry_backoff_base_secs")
+        if self.client == "librdkafka":  # librdkafka's own ranges (it refuses the producer)
+            if self.linger_ms > 900_000:
+                problems.append(f"linger_ms: at most 900000 with client librdkafka, got "
+                                f"{self.linger_ms}")
+            if not 1000 <= self.max_request_size <= 1_000_000_000:
+                problems.append("max_request_size: 1000..1000000000 with client librdkafka, "
+                                f"got {self.max_request_size}")
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and not self.sasl_username:
             problems.append(f"sasl_username: required with security_protocol "

@@ -56,6 +56,11 @@ def test_defaults() -> None:
     ({"retry_backoff_max_secs": 0.1}, "retry_backoff_max_secs: must be >="),
     ({"linger_ms": "5"}, "kafka.linger_ms: expected an integer"),
     ({"reconnect_backoff_ms": 0}, "reconnect_backoff_ms: must be > 0"),
+    ({"client": "rdkafka"}, "kafka.client: must be one of"),
+    ({"client": "librdkafka", "linger_ms": 1_000_000, "delivery_timeout_ms": 2_000_000},
+     "linger_ms: at most 900000 with client librdkafka"),
+    ({"client": "librdkafka", "max_request_size": 999},
+     "max_request_size: 1000..1000000000 with client librdkafka"),
     ({"reconnect_backoff_max_ms": 10}, "reconnect_backoff_max_ms: must be >= reconnect_backoff_ms"),
 ], ids=lambda v: str(v)[:40])
 def test_invalid_settings_name_their_key(kw: dict[str, Any], message: str) -> None:
