@@ -9,8 +9,9 @@ poll_acked / close; kafka-python's sender thread only runs the callbacks. Produc
 on a connector thread (opsagent/sinks/kafka/connect.py), so no caller ever blocks in a connection
 attempt and close() keeps its deadline while Kafka is unreachable.
 
-An outage (no producer can be created, a delivery failed for want of the cluster, or records in
-flight got no acknowledgement for STALL_SECS) is logged once when it starts and once when it
+An outage (no producer can be created, a delivery failed for want of the cluster, records in
+flight got no acknowledgement for STALL_SECS, or records wait for a connection attempt running
+longer than that) is logged once when it starts and once when it
 ends, with the pipeline's name, and shown by opsagent_kafka_unreachable.
 """
 
@@ -110,6 +111,7 @@ class KafkaSink:
         self._outage_since: float | None = None  # Kafka unreachable since (monotonic)
         self._progress_at = clock.monotonic()  # last ack, or first send with nothing in flight
         self._fence_unreachable = False  # the current fence follows an unreachable cluster
+        self._connect_started = 0.0  # when the current connection attempt began
 
     # ---- public interface ----------------------------------------------------------------
 
@@ -338,6 +340,10 @@ class KafkaSink:
         elif self._outage_since is None and self._gen in self._outstanding \
                 and now - self._progress_at > STALL_SECS:
             self._outage_begin(f"no acknowledgement for {STALL_SECS:g} s", now)
+        elif self._outage_since is None and self._producer is None and self._files \
+                and self._connector.busy and now - self._connect_started > STALL_SECS:
+            # An attempt lasts up to connect_timeout_ms: records wait meanwhile; say so.
+            self._outage_begin(f"no connection for {STALL_SECS:g} s", now)
         if self._producer is not None and self._is_aborted(self._gen):
             waited = now - self._fence_started
             if self._gen not in self._outstanding or waited > self.cfg.request_timeout_ms / 1000:
@@ -345,6 +351,7 @@ class KafkaSink:
         if self._producer is None and self._fatal is None and not self._released:
             if self._retry_at is not None and self._clock.monotonic() >= self._retry_at:
                 self._retry_at = None
+                self._connect_started = now
                 self._connector.begin(self.cfg)
             outcome = self._connector.take()
             if outcome is not None:

@@ -1,6 +1,8 @@
 """Kafka integration tests share the real broker fixtures (tests/fixtures/kafka.py), and run
 once per producer backend (forward.kafka.client) when they write agent configs with the harness
-or build sinks with make_sink (forward_harness.CLIENTS)."""
+or build sinks with make_sink (forward_harness.CLIENTS). `kafka_broker` here is one session
+broker per backend: the tests' topic names are fixed, so the two runs of a test must not share
+a broker."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.kafka import kafka_broker, kafka_broker_factory  # noqa: F401
+from tests.fixtures.kafka import KafkaBroker, kafka_broker_factory, start_kafka_broker  # noqa: F401
 from tests.integration.kafka import forward_harness
 
 
@@ -47,3 +49,24 @@ def _kafka_backend(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         forward_harness.client = "kafka-python"
+
+
+@pytest.fixture(scope="session")
+def _kafka_brokers() -> Iterator[dict[str, KafkaBroker]]:
+    brokers: dict[str, KafkaBroker] = {}
+    yield brokers
+    for b in brokers.values():
+        b.stop()
+
+
+@pytest.fixture
+def kafka_broker(request: pytest.FixtureRequest, _kafka_brokers: dict[str, KafkaBroker],
+                 tmp_path_factory: pytest.TempPathFactory) -> KafkaBroker:
+    """The session broker (SASL and SSL listeners) of this test's backend, started once."""
+    callspec = getattr(request.node, "callspec", None)
+    client = str(callspec.params.get("kafka_client", "")) if callspec is not None else ""
+    broker = _kafka_brokers.get(client)
+    if broker is None:
+        workdir = tmp_path_factory.mktemp(f"kafka-session-{client or 'any'}")
+        broker = _kafka_brokers[client] = start_kafka_broker(workdir, ssl=True)
+    return broker

@@ -509,3 +509,34 @@ def test_a_fatal_error_the_client_reports_about_no_record_stops_the_sink(h: Harn
     h2.factory.current.error = LibrdkafkaError("_ALL_BROKERS_DOWN", "1/1 brokers are down")
     assert h2.sink.poll_acked() == []  # not fatal: the records' own outcomes decide
     assert not h2.factory.current.aborted
+
+
+def test_records_waiting_for_a_long_connection_attempt_start_an_outage(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # kafka-python's bootstrap (or librdkafka's metadata wait) lasts connect_timeout_ms: the
+    # outage is said after STALL_SECS, not only when the attempt finally fails.
+    factory = BlockingFactory()
+    clock = FakeClock()
+    registry = prometheus_client.CollectorRegistry()
+    sink = KafkaSink("crit", KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9092",), topic="t"),
+                     clock=clock, registry=registry, producer_factory=factory,
+                     dead_letter_dir=str(tmp_path))
+    try:
+        with caplog.at_level(logging.INFO, logger="opsagent.kafka"):
+            sink.start()
+            sink.submit([rec("a", 1)], timeout=0)
+            assert factory.entered.wait(10)
+            clock.advance(STALL_SECS - 0.5)
+            sink.poll_acked()
+            assert registry.get_sample_value("opsagent_kafka_unreachable",
+                                             {"pipeline": "crit"}) == 0
+            for _ in range(3):
+                clock.advance(1.0)
+                sink.poll_acked()
+        assert registry.get_sample_value("opsagent_kafka_unreachable", {"pipeline": "crit"}) == 1
+        (line,) = [r for r in caplog.records if r.getMessage().startswith("kafka unreachable")]
+        assert getattr(line, "pipeline", None) == "crit"
+        assert "no connection" in str(getattr(line, "error", ""))
+    finally:
+        factory.gate.set()
+        sink.close(0)
