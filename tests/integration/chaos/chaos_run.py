@@ -1,0 +1,471 @@
+"""One chaos run: the generated `opsagent run` config ([[forward]] and [[rotate]] with quotas over
+the same pod log directories), the agent process, the writers, the fault executor and the topic
+reader; `ChaosRun.report()` is the failure message (seed, losses, file histories, timeline)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from opsagent.state.checkpoints import decode
+from tests.fixtures.kafka import KafkaBroker
+from tests.fixtures.services import ROOT, free_port
+from tests.integration.chaos.chaos_plan import Step
+from tests.integration.chaos.chaos_writers import AppWriter, FileRec, Registry
+from tests.integration.kafka.forward_harness import OPSAGENT, Agent, toml_table, toml_value
+
+PIPELINE = "crit"
+PODS = ("pod-a", "pod-b")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The agent's settings for the run (small, so that every cap is reached) and the load."""
+
+    writers: int = 4
+    lines_per_sec: float = 60.0          # per writer
+    partial_prob: float = 0.03           # per batch of 5 lines: the last one in two pieces
+    gap_max_secs: float = 1.0            # pause inside such a line (< partial_line_timeout)
+    partial_line_timeout_secs: float = 5.0
+    rescan_interval_secs: float = 0.5
+    checkpoint_interval_secs: float = 0.5
+    poll_timeout_secs: float = 0.2
+    read_chunk_bytes: int = 8192
+    max_read_ahead_bytes: int = 32768
+    max_inflight_bytes: int = 131072
+    delivery_timeout_ms: int = 4000
+    request_timeout_ms: int = 2000
+    rotate_size_bytes: int = 40000
+    quota_soft_bytes: int = 100000
+    keep: int = 3
+    drain_deadline_secs: float = 20.0
+
+
+def config_text(root: Path, state: Path, http_port: int, bootstrap: str, topic: str,
+                s: Settings) -> str:
+    logs = root / "logs"
+    rotate = {"name": "pods", "directories": [f"{logs}/pod-*"], "include": ["*.log"],
+              "rotate_size_bytes": s.rotate_size_bytes, "keep": s.keep, "compress": True,
+              "compress_level": 1, "quota_scope": "directory",
+              "quota_soft_bytes": s.quota_soft_bytes, "quota_hard_bytes": 0,
+              "min_interval_secs": 0.2, "rescan_interval_secs": 2.0}
+    forward = {"name": PIPELINE, "drain_timeout_secs": 15.0,
+               "poll_timeout_secs": s.poll_timeout_secs}
+    tail = {"include": [f"{logs}/pod-*/*.log"],
+            "rescan_interval_secs": s.rescan_interval_secs,
+            "partial_line_timeout_secs": s.partial_line_timeout_secs,
+            "checkpoint_interval_secs": s.checkpoint_interval_secs,
+            "read_chunk_bytes": s.read_chunk_bytes,
+            "max_read_ahead_bytes": s.max_read_ahead_bytes,
+            "rotated_file_idle_secs": 3.0}
+    kafka = {"bootstrap_servers": [bootstrap], "topic": topic, "linger_ms": 5,
+             "max_inflight_bytes": s.max_inflight_bytes,
+             "delivery_timeout_ms": s.delivery_timeout_ms,
+             "request_timeout_ms": s.request_timeout_ms, "connect_timeout_ms": 2000,
+             "retry_backoff_base_secs": 0.2, "retry_backoff_max_secs": 1.0}
+    return (f"state_dir = {toml_value(str(state))}\n"
+            f"drain_deadline_secs = {toml_value(s.drain_deadline_secs)}\n\n"
+            "[node]\nname = \"chaos-node\"\n\n"
+            "[telemetry]\nlog_level = \"info\"\n"
+            f"http_listen = \"127.0.0.1:{http_port}\"\n\n"
+            "[[rotate]]\n" + "\n".join(f"{k} = {toml_value(v)}" for k, v in rotate.items())
+            + "\n\n[[forward]]\n"
+            + "\n".join(f"{k} = {toml_value(v)}" for k, v in forward.items()) + "\n\n"
+            + toml_table("forward.tail", tail) + "\n" + toml_table("forward.kafka", kafka))
+
+
+class RunAgent(Agent):
+    """The real `opsagent run --config FILE` (the forward harness' Agent runs `forward`)."""
+
+    def __init__(self, config: Path, log_path: Path, http_port: int) -> None:
+        super().__init__(config, log_path)
+        self.http_port = http_port
+        self.started_at = 0.0
+        self.ready_at: float | None = None
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "agent already running"
+        import subprocess
+
+        self.runs += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== run {self.runs}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen([str(OPSAGENT), "run", "--config", str(self.config)],
+                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         cwd=ROOT)
+        self.started_at = time.monotonic()
+        self.ready_at = None
+
+    def ready_since(self) -> float | None:
+        """When /readyz was first seen answering 200 in this run (None: not yet)."""
+        if self.ready_at is None and self.alive():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz",
+                                            timeout=1.0) as r:
+                    if r.status == 200:
+                        self.ready_at = time.monotonic()
+            except (urllib.error.URLError, OSError):
+                pass
+        return self.ready_at
+
+    def metrics(self, prefixes: tuple[str, ...]) -> list[str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics",
+                                        timeout=5.0) as r:
+                text = r.read().decode()
+        except (urllib.error.URLError, OSError) as e:
+            return [f"(metrics unavailable: {e})"]
+        return [ln for ln in text.splitlines()
+                if ln.startswith(prefixes) and not ln.rstrip().endswith(" 0.0")]
+
+
+class TopicReader:
+    """Reads the topic incrementally from the beginning: values and CreateTime per partition."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                      group_id=None, auto_offset_reset="earliest",
+                                      client_id="chaos-oracle", max_poll_records=5000)
+        deadline = time.monotonic() + 60
+        parts = self.consumer.partitions_for_topic(topic)
+        while parts is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic!r} not found")
+            time.sleep(0.2)
+            parts = self.consumer.partitions_for_topic(topic)
+        self.tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(self.tps)
+        self.consumer.seek_to_beginning(*self.tps)
+        self.values: dict[int, list[bytes]] = {tp.partition: [] for tp in self.tps}
+        self.timestamps: list[int] = []
+
+    def catch_up(self, timeout: float = 60.0) -> None:
+        end = self.consumer.end_offsets(self.tps)
+        deadline = time.monotonic() + timeout
+        while any(self.consumer.position(tp) < end[tp] for tp in self.tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading the topic incomplete after {timeout}s")
+            for tp, records in self.consumer.poll(timeout_ms=500).items():
+                for r in records:
+                    self.values[tp.partition].append(r.value)
+                    self.timestamps.append(r.timestamp)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def checkpoint_offsets(state_file: Path) -> dict[tuple[int, int], int]:
+    """(dev, ino) -> smallest saved offset among the entries of that inode, from the current
+    generation or, if it is unreadable, the previous one (what a starting agent would use)."""
+    for path in (state_file, state_file.with_name(state_file.name + ".1")):
+        try:
+            entries = decode(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        out: dict[tuple[int, int], int] = {}
+        for cp in entries.values():
+            key = (cp.dev, cp.ino)
+            out[key] = min(out.get(key, cp.offset), cp.offset)
+        return out
+    return {}
+
+
+class ChaosRun:
+    """Executes a plan against the real agent and broker, recording what happened when."""
+
+    def __init__(self, seed: int, root: Path, broker: KafkaBroker, topic: str,
+                 settings: Settings) -> None:
+        self.seed = seed
+        self.root = root
+        self.broker = broker
+        self.topic = topic
+        self.s = settings
+        self.t0 = time.monotonic()
+        self.logs = root / "logs"
+        self.state = root / "state"
+        self.registry = Registry(self.t0)
+        self.timeline: list[str] = []
+        self.kills_ms: list[int] = []
+        self.outages: list[float] = []
+        self.copy_lines = 0
+        self.may_lose_from: dict[str, int] = {}
+        self.deleted_while_up: list[tuple[FileRec, int]] = []   # (file, seq count) to settle
+        self.renames = 0
+        self.agent_should_run = False
+        self.names: dict[tuple[int, int], str] = {}
+        self._tracking_done = threading.Event()
+        self._tracker = threading.Thread(target=self._track_names_loop, name="chaos-names",
+                                         daemon=True)
+        self.http_port = free_port()
+        for pod in PODS:
+            (self.logs / pod).mkdir(parents=True)
+        cfg = root / "opsagent.toml"
+        cfg.write_text(config_text(root, self.state, self.http_port, broker.bootstrap, topic,
+                                   settings))
+        self.agent = RunAgent(cfg, root / "agent.log", self.http_port)
+        self.writers = [
+            AppWriter(i, self.logs / PODS[i % len(PODS)] / f"app{i}.log", self.registry,
+                      seed=seed * 1000 + i, lines_per_sec=settings.lines_per_sec,
+                      partial_prob=settings.partial_prob, gap_max_secs=settings.gap_max_secs)
+            for i in range(settings.writers)]
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def log(self, what: str) -> None:
+        self.timeline.append(f"{self.now():7.1f}s {what}")
+
+    def allow_loss(self, rec: FileRec, first_seq: int, why: str) -> None:
+        fid = rec.copy_of or rec.fid
+        if first_seq < rec.lines:
+            self.may_lose_from[fid] = min(self.may_lose_from.get(fid, first_seq), first_seq)
+            self.registry.note(rec, f"loss of seqs >= {first_seq} allowed: {why}")
+
+    def check_agent(self) -> None:
+        if self.agent.proc is not None and self.agent.proc.poll() is not None \
+                and self.agent_should_run:
+            raise AssertionError(f"agent exited by itself with {self.agent.proc.returncode}\n"
+                                 + self.agent.log_tail())
+
+    # -- the phases -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.log(f"seed {self.seed}: writers start, agent starts")
+        self.agent_should_run = True
+        for w in self.writers:
+            w.start()
+        self._tracker.start()
+        self.agent.start()
+
+    def execute(self, plan: list[Step], base: float | None = None) -> None:
+        base = self.now() if base is None else base
+        for step in plan:
+            self.sleep_until(base + step.at)
+            self.run_step(step)
+
+    def sleep_until(self, t: float) -> None:
+        while (left := t - self.now()) > 0:
+            self.check_agent()
+            self.agent.ready_since()
+            time.sleep(min(left, 0.2))
+
+    def _track_names_loop(self) -> None:
+        while not self._tracking_done.wait(0.25):
+            try:
+                self.track_names()
+            except OSError:
+                continue
+
+    def track_names(self) -> None:
+        """Note each name a writer's file is seen under (the agent's rotations, .zst aside),
+        for the file histories of the failure message."""
+        for pod in PODS:
+            for e in os.scandir(self.logs / pod):
+                if e.name.endswith((".zst", ".part")) or ".opsagent-tmp" in e.name:
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                rec = self.registry.at_inode(st.st_dev, st.st_ino)
+                if rec is not None and self.names.get((st.st_dev, st.st_ino)) != e.name:
+                    self.names[(st.st_dev, st.st_ino)] = e.name
+                    self.registry.note(rec, f"seen as {pod}/{e.name} ({st.st_size} bytes)")
+
+    def run_step(self, step: Step) -> None:
+        self.check_agent()
+        if step.kind == "agent_kill":
+            self.kill_agent(step)
+        elif step.kind == "broker_outage":
+            self.broker_outage(step)
+        elif step.kind == "rename":
+            self.renames += 1
+            w = self.writers[step.target]
+            self.log(f"rename: {w.rename_rotate(f'{w.path.name}.t{self.renames}')}")
+        elif step.kind == "copytruncate":
+            self.renames += 1
+            w = self.writers[step.target]
+            what, copied = w.copytruncate(f"app{w.idx}-ct{self.renames}.log")
+            self.copy_lines += copied
+            self.log(f"copytruncate: {what}")
+        elif step.kind == "rename_again":
+            self.rename_again(step.pick)
+        elif step.kind == "delete":
+            self.delete(step.pick)
+        else:
+            raise AssertionError(f"unknown step {step.kind}")
+
+    def kill_agent(self, step: Step) -> None:
+        if not self.agent.alive():
+            self.log("agent_kill: agent not running, skipped")
+            return
+        self.agent_should_run = False
+        self.agent.kill()
+        self.kills_ms.append(int(time.time() * 1000))
+        self.log(f"agent SIGKILLed (run {self.agent.runs}); down for {step.secs:.1f}s")
+        self.settle_deleted_after_kill()
+        start = self.now()
+        self.execute(list(step.during), base=start)
+        self.sleep_until(start + step.secs)
+        self.agent.start()
+        self.agent_should_run = True
+        self.log(f"agent started (run {self.agent.runs})")
+
+    def broker_outage(self, step: Step) -> None:
+        self.broker.kill()
+        self.outages.append(step.secs)
+        self.log(f"broker SIGKILLed for {step.secs:.1f}s "
+                 f"(delivery_timeout_ms {self.s.delivery_timeout_ms})")
+        start = self.now()
+        self.execute(list(step.during), base=start)
+        self.sleep_until(start + step.secs)
+        self.broker.start()
+        self.log("broker started")
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def rotated_files(self) -> list[tuple[Path, os.stat_result, FileRec]]:
+        """Rotated files (names not ending in .log) the writers no longer write, sorted."""
+        active = {w.current_inode() for w in self.writers}
+        out = []
+        for pod in PODS:
+            for e in sorted(os.scandir(self.logs / pod), key=lambda e: e.name):
+                if e.name.endswith((".log", ".part")) or not e.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                rec = self.registry.at_inode(st.st_dev, st.st_ino)
+                if rec is not None and (st.st_dev, st.st_ino) not in active:
+                    out.append((Path(e.path), st, rec))
+        return out
+
+    def rename_again(self, pick: float) -> None:
+        files = [f for f in self.rotated_files() if not f[0].name.endswith(".zst")]
+        if not files:
+            self.log("rename_again: no rotated file, skipped")
+            return
+        path, _, rec = files[int(pick * len(files))]
+        new = path.with_name(path.name + ".old")
+        os.rename(path, new)
+        self.registry.note(rec, f"renamed again by the test to {new.name}")
+        self.log(f"rename_again: {path.name} ({rec.fid}) -> {new.name}")
+
+    def delete(self, pick: float) -> None:
+        """Delete a rotated file. While the agent runs only one that existed for two rescan
+        intervals since the agent became ready (docs: a file deleted before the agent could
+        discover it may be lost); while it is down any, with the loss the docs allow."""
+        files = [f for f in self.rotated_files() if not f[0].name.endswith(".zst")]
+        up = self.agent.alive()
+        if up:
+            ready = self.agent.ready_since()
+            margin = 2 * self.s.rescan_interval_secs + 1.0
+            up_for = 0.0 if ready is None else time.monotonic() - ready
+            files = [f for f in files if min(up_for, time.time() - f[1].st_ctime) > margin]
+        if not files:
+            self.log(f"delete: no eligible rotated file (agent {'up' if up else 'down'}), "
+                     "skipped")
+            return
+        path, st, rec = files[int(pick * len(files))]
+        os.unlink(path)
+        lines = st.st_size // rec.line_len
+        self.registry.note(rec, f"deleted by the test ({path.name}, {st.st_size} bytes, agent "
+                                f"{'running' if up else 'down'})")
+        self.log(f"delete: {path.name} ({rec.fid}, {lines} lines) with the agent "
+                 f"{'running' if up else 'down'}")
+        if up:
+            self.deleted_while_up.append((rec, lines))
+        else:
+            self.allow_deleted_loss(rec, st, "deleted while the agent was down")
+
+    def allow_deleted_loss(self, rec: FileRec, st: os.stat_result, why: str) -> None:
+        """docs/delivery.md: a file deleted while the agent is not running loses whatever was
+        not yet checkpointed (read now: the agent is down, so this is what it restarts from)."""
+        offset = checkpoint_offsets(self.state / f"{PIPELINE}.json").get(
+            (st.st_dev, st.st_ino), 0)
+        self.allow_loss(rec, rec.seq_at(offset), f"{why}, checkpoint offset {offset}")
+
+    def settle_deleted_after_kill(self) -> None:
+        """Files deleted while the agent ran and not yet delivered cannot be read by the next
+        agent: what its checkpoint does not cover may be lost."""
+        offsets = checkpoint_offsets(self.state / f"{PIPELINE}.json")
+        for rec, _lines in self.deleted_while_up:
+            offset = offsets.get((rec.dev, rec.ino), 0)
+            self.allow_loss(rec, rec.seq_at(offset),
+                            f"deleted while the agent ran, then the agent was SIGKILLed; "
+                            f"checkpoint offset {offset}")
+        self.deleted_while_up.clear()
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, int]:
+        """Broker and agent up, writers stopped; returns the lines written per file id."""
+        if not self.broker.running:
+            self.broker.start()
+            self.log("broker started (end of plan)")
+        if not self.agent.alive():
+            self.agent.start()
+            self.agent_should_run = True
+            self.log("agent started (end of plan)")
+        for w in self.writers:
+            w.stop()
+        self.stop_tracking()
+        self.log(f"writers stopped ({sum(w.partials for w in self.writers)} lines were "
+                 "written in two pieces)")
+        return self.registry.expected()
+
+    def stop_tracking(self) -> None:
+        self._tracking_done.set()
+        if self._tracker.is_alive():
+            self._tracker.join(10)
+
+    def report(self, verdict_text: str, fids: set[str], extra: str = "") -> str:
+        hist = []
+        names: set[str] = set()
+        for fid in sorted(fids):
+            rec = self.registry.by_fid.get(fid)
+            if rec is not None:
+                hist.append(f"  {fid} ({rec.lines} lines, line {rec.line_len} bytes):")
+                hist.extend(f"      {h}" for h in rec.history)
+                names.update(self.names[k] for k in self.names
+                             if (r := self.registry.by_inode.get(k)) is not None
+                             and (r.fid == fid or r.copy_of == fid))
+        names -= {w.path.name for w in self.writers}   # active names: every file had them
+        agent_lines = [ln for ln in self.agent.log_path.read_text(errors="replace").splitlines()
+                       if any(f'/{n}"' in ln or f'/{n}.zst"' in ln for n in names)]
+        return "\n".join([
+            f"chaos seed {self.seed} (replay: pytest tests/integration/chaos "
+            f"--chaos-seed {self.seed})",
+            verdict_text, extra,
+            "files involved:", *hist,
+            "agent log lines naming their files:", *agent_lines[:60],
+            "fault timeline (seconds since start):", *self.timeline,
+            f"agent log: {self.agent.log_path}", "agent log tail:", self.agent.log_tail(25)])
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, interval: float, *,
+               progress: Callable[[], int], stall_secs: float) -> bool:
+    """Poll `pred` until it holds (True), `timeout` passes, or `progress()` stays the same for
+    `stall_secs` (False: waiting longer would not help)."""
+    deadline = time.monotonic() + timeout
+    last, since = progress(), time.monotonic()
+    while not pred():
+        now = time.monotonic()
+        if (p := progress()) != last:
+            last, since = p, now
+        if now > deadline or now - since > stall_secs:
+            return False
+        time.sleep(interval)
+    return True

@@ -1,0 +1,51 @@
+"""The chaos suite's options and fixtures.
+
+  --chaos-seed N      replay the fault timeline of seed N (default: a new seed per run, printed)
+  --chaos-minutes M   length of the fault phase in minutes (default: the short CI variant)
+
+Options of a conftest below the rootdir are only known when pytest is pointed at this directory
+(`pytest tests/integration/chaos --chaos-seed 7`); run from elsewhere, the defaults apply.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tests.fixtures.kafka import kafka_broker, kafka_broker_factory
+
+__all__ = ["chaos_secs", "chaos_seed", "kafka_broker", "kafka_broker_factory"]
+
+SHORT_SECS = 60.0   # the fault phase of the CI variant; the whole test takes 2-3 minutes
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "chaos suite (tests/integration/chaos)")
+    group.addoption("--chaos-seed", type=int, default=None, metavar="N",
+                    help="seed of the fault timeline (default: new per run, printed)")
+    group.addoption("--chaos-minutes", type=float, default=None, metavar="M",
+                    help="minutes of faults (default: the short variant, about a minute)")
+
+
+@pytest.fixture
+def chaos_seed(request: pytest.FixtureRequest) -> int:
+    seed = request.config.getoption("chaos_seed", default=None)
+    if seed is None:
+        seed = random.SystemRandom().randrange(1, 1_000_000)
+    # Shown at once whatever pytest captures, and again in every failure message.
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"chaos seed {seed} (replay: pytest tests/integration/chaos "
+                            f"--chaos-seed {seed})")
+    print(f"chaos seed {seed}")
+    return int(seed)
+
+
+@pytest.fixture
+def chaos_secs(request: pytest.FixtureRequest) -> float:
+    minutes = request.config.getoption("chaos_minutes", default=None)
+    return SHORT_SECS if minutes is None else float(minutes) * 60.0
+
+
+
