@@ -57,7 +57,10 @@ def config_text(root: Path, state: Path, http_port: int, bootstrap: str, topic: 
               "min_interval_secs": 0.2, "rescan_interval_secs": 2.0}
     forward = {"name": PIPELINE, "drain_timeout_secs": 15.0,
                "poll_timeout_secs": s.poll_timeout_secs}
-    tail = {"include": [f"{logs}/pod-*/*.log"],
+    # As config/opsagent.example.toml recommends: the globs match the rotated names too (a file
+    # created and renamed away while the agent is down is found at start), minus compressed
+    # archives (the same lines again).
+    tail = {"include": [f"{logs}/pod-*/*.log*"], "exclude": ["*.zst", "*.gz"],
             "rescan_interval_secs": s.rescan_interval_secs,
             "partial_line_timeout_secs": s.partial_line_timeout_secs,
             "checkpoint_interval_secs": s.checkpoint_interval_secs,
@@ -272,7 +275,7 @@ class ChaosRun:
         for the file histories of the failure message."""
         for pod in PODS:
             for e in os.scandir(self.logs / pod):
-                if e.name.endswith((".zst", ".part")) or ".opsagent-tmp" in e.name:
+                if e.name.endswith(".zst") or e.name.startswith(("ct-tmp-", ".opsagent-tmp")):
                     continue
                 try:
                     st = e.stat(follow_symlinks=False)
@@ -341,7 +344,8 @@ class ChaosRun:
         out = []
         for pod in PODS:
             for e in sorted(os.scandir(self.logs / pod), key=lambda e: e.name):
-                if e.name.endswith((".log", ".part")) or not e.is_file(follow_symlinks=False):
+                if (e.name.endswith(".log") or e.name.startswith("ct-tmp-")
+                        or not e.is_file(follow_symlinks=False)):
                     continue
                 try:
                     st = e.stat(follow_symlinks=False)

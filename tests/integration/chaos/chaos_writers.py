@@ -207,7 +207,7 @@ class AppWriter(threading.Thread):
             self._reopen_if_rotated()
             assert self.cur is not None
             rec = self.cur
-            tmp = self.path.with_name(copy_name + ".part")
+            tmp = self.path.with_name(f"ct-tmp-{self.idx}")   # outside every glob
             with open(self.path, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
                 dst.flush()
