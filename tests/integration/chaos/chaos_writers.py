@@ -144,8 +144,7 @@ class AppWriter(threading.Thread):
             cut = len(data) - self.rng.randint(1, rec.line_len - 1)
             os.write(self.fd, data[:cut])
             self.partials += 1
-            if self._stop_event.wait(self.rng.uniform(0.05, self.gap_max_secs)):
-                pass  # stopping: still finish the line
+            self._stop_event.wait(self.rng.uniform(0.05, self.gap_max_secs))  # stop: finish it
             os.write(self.fd, data[cut:])
         else:
             os.write(self.fd, data)

@@ -4,11 +4,14 @@
   --chaos-minutes M   length of the fault phase in minutes (default: the short CI variant)
 
 Options of a conftest below the rootdir are only known when pytest is pointed at this directory
-(`pytest tests/integration/chaos --chaos-seed 7`); run from elsewhere, the defaults apply.
+or a file in it (`pytest tests/integration/chaos --chaos-seed 7`). For a run of the whole suite
+(`scripts/test`) the environment variables OPSAGENT_CHAOS_SEED and OPSAGENT_CHAOS_MINUTES do the
+same; an option wins over the variable.
 """
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -31,6 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def chaos_seed(request: pytest.FixtureRequest) -> int:
     seed = request.config.getoption("chaos_seed", default=None)
+    if seed is None and os.environ.get("OPSAGENT_CHAOS_SEED"):
+        seed = int(os.environ["OPSAGENT_CHAOS_SEED"])
     if seed is None:
         seed = random.SystemRandom().randrange(1, 1_000_000)
     # Shown at once whatever pytest captures, and again in every failure message.
@@ -45,6 +50,8 @@ def chaos_seed(request: pytest.FixtureRequest) -> int:
 @pytest.fixture
 def chaos_secs(request: pytest.FixtureRequest) -> float:
     minutes = request.config.getoption("chaos_minutes", default=None)
+    if minutes is None and os.environ.get("OPSAGENT_CHAOS_MINUTES"):
+        minutes = float(os.environ["OPSAGENT_CHAOS_MINUTES"])
     return SHORT_SECS if minutes is None else float(minutes) * 60.0
 
 
