@@ -131,12 +131,14 @@ class DupLimits:
 
 
 def duplicate_bound(limits: DupLimits, timestamps_ms: Sequence[int], kills_ms: Sequence[int],
-                    outages_secs: Sequence[float], copy_lines: int) -> tuple[int, str]:
+                    outages_secs: Sequence[float], copy_lines: int,
+                    terms: int = 0) -> tuple[int, str]:
     """The documented bound for this run, and how it is made up:
     - per agent SIGKILL: (a) acknowledged but not yet saved, i.e. the records the agent produced
       in the `checkpoint_interval_secs + poll_timeout_secs` before the kill (counted from the
       records' CreateTime, + `slack_secs`), plus (b) read but unacknowledged: at most
       `max_inflight_bytes` of records (each accounted as at least value + 16 bytes);
+    - per SIGTERM: nothing if the drain finished, else (b); counted as (b);
     - per broker failure: `max_inflight_bytes` of records per producer abort (one at the
       failure and one per `delivery_timeout_ms` of outage);
     - per copytruncate copy inside the globs: the whole copy."""
@@ -147,7 +149,9 @@ def duplicate_bound(limits: DupLimits, timestamps_ms: Sequence[int], kills_ms: S
                   for k in kills_ms]
     inflight = limits.max_inflight_bytes // (limits.value_bytes + 16) + 1
     aborts = sum(2 + int(s / limits.delivery_timeout_secs) for s in outages_secs)
-    total = sum(per_window) + len(kills_ms) * inflight + aborts * inflight + copy_lines
-    how = (f"kills {len(kills_ms)} x in-flight {inflight} + acked-not-saved {sum(per_window)} "
-           f"({per_window}) + producer aborts {aborts} x {inflight} + copies {copy_lines}")
+    total = (sum(per_window) + (len(kills_ms) + terms) * inflight + aborts * inflight
+             + copy_lines)
+    how = (f"(kills {len(kills_ms)} + SIGTERMs {terms}) x in-flight {inflight} + "
+           f"acked-not-saved {sum(per_window)} ({per_window}) + producer aborts {aborts} x "
+           f"{inflight} + copies {copy_lines}")
     return total, how

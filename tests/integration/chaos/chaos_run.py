@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import threading
 import time
 import urllib.error
@@ -30,7 +31,7 @@ class Settings:
 
     writers: int = 4
     lines_per_sec: float = 60.0          # per writer
-    partial_prob: float = 0.03           # per batch of 5 lines: the last one in two pieces
+    partial_prob: float = 0.08           # per batch of 5 lines: the last one in two pieces
     gap_max_secs: float = 1.0            # pause inside such a line (< partial_line_timeout)
     partial_line_timeout_secs: float = 5.0
     rescan_interval_secs: float = 0.5
@@ -44,7 +45,8 @@ class Settings:
     rotate_size_bytes: int = 40000
     quota_soft_bytes: int = 100000
     keep: int = 3
-    drain_deadline_secs: float = 20.0
+    drain_deadline_secs: float = 10.0
+    drain_timeout_secs: float = 6.0     # the forwarder's share of the deadline
 
 
 def config_text(root: Path, state: Path, http_port: int, bootstrap: str, topic: str,
@@ -55,7 +57,7 @@ def config_text(root: Path, state: Path, http_port: int, bootstrap: str, topic: 
               "compress_level": 1, "quota_scope": "directory",
               "quota_soft_bytes": s.quota_soft_bytes, "quota_hard_bytes": 0,
               "min_interval_secs": 0.2, "rescan_interval_secs": 2.0}
-    forward = {"name": PIPELINE, "drain_timeout_secs": 15.0,
+    forward = {"name": PIPELINE, "drain_timeout_secs": s.drain_timeout_secs,
                "poll_timeout_secs": s.poll_timeout_secs}
     # As config/opsagent.example.toml recommends: the globs match the rotated names too (a file
     # created and renamed away while the agent is down is found at start), minus compressed
@@ -94,8 +96,6 @@ class RunAgent(Agent):
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "agent already running"
-        import subprocess
-
         self.runs += 1
         with open(self.log_path, "ab") as log:
             log.write(f"=== run {self.runs}\n".encode())
@@ -203,6 +203,8 @@ class ChaosRun:
         self.may_lose_from: dict[str, int] = {}
         self.deleted_while_up: list[tuple[FileRec, int]] = []   # (file, seq count) to settle
         self.renames = 0
+        self.terms = 0
+        self.problems: list[str] = []   # found while the faults run (exit codes)
         self.agent_should_run = False
         self.names: dict[tuple[int, int], str] = {}
         self._tracking_done = threading.Event()
@@ -288,8 +290,8 @@ class ChaosRun:
 
     def run_step(self, step: Step) -> None:
         self.check_agent()
-        if step.kind == "agent_kill":
-            self.kill_agent(step)
+        if step.kind in ("agent_kill", "agent_term"):
+            self.stop_agent(step)
         elif step.kind == "broker_outage":
             self.broker_outage(step)
         elif step.kind == "rename":
@@ -309,14 +311,30 @@ class ChaosRun:
         else:
             raise AssertionError(f"unknown step {step.kind}")
 
-    def kill_agent(self, step: Step) -> None:
+    def stop_agent(self, step: Step) -> None:
+        """SIGKILL (agent_kill) or SIGTERM and wait for its exit (agent_term), faults while it is
+        down, restart."""
         if not self.agent.alive():
-            self.log("agent_kill: agent not running, skipped")
+            self.log(f"{step.kind}: agent not running, skipped")
             return
         self.agent_should_run = False
-        self.agent.kill()
-        self.kills_ms.append(int(time.time() * 1000))
-        self.log(f"agent SIGKILLed (run {self.agent.runs}); down for {step.secs:.1f}s")
+        if step.kind == "agent_kill":
+            self.agent.kill()
+            self.kills_ms.append(int(time.time() * 1000))
+            self.log(f"agent SIGKILLed (run {self.agent.runs}); down for {step.secs:.1f}s")
+        else:
+            try:
+                rc = self.agent.terminate(timeout=self.s.drain_deadline_secs + 30)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                rc = -9
+                self.problems.append(f"agent run {self.agent.runs} did not exit within "
+                                     f"{self.s.drain_deadline_secs + 30:.0f}s of SIGTERM")
+            self.terms += 1
+            self.log(f"agent SIGTERM (run {self.agent.runs}): exit {rc}; down for "
+                     f"{step.secs:.1f}s")
+            if rc not in (0, -9):
+                self.problems.append(f"agent run {self.agent.runs} exited {rc} on SIGTERM")
         self.settle_deleted_after_kill()
         start = self.now()
         self.execute(list(step.during), base=start)
@@ -403,7 +421,8 @@ class ChaosRun:
 
     def settle_deleted_after_kill(self) -> None:
         """Files deleted while the agent ran and not yet delivered cannot be read by the next
-        agent: what its checkpoint does not cover may be lost."""
+        agent (after a SIGKILL, or a SIGTERM: the drain does not read them to their end): what
+        its checkpoint does not cover may be lost."""
         offsets = checkpoint_offsets(self.state / f"{PIPELINE}.json")
         for rec, _lines in self.deleted_while_up:
             offset = offsets.get((rec.dev, rec.ino), 0)

@@ -80,8 +80,8 @@ def test_no_line_lost_under_combined_faults(
                        settings.max_inflight_bytes, line_len("w0-1") - 1,
                        settings.delivery_timeout_ms / 1000)
     bound, how = duplicate_bound(limits, reader.timestamps, run.kills_ms, run.outages,
-                                 run.copy_lines)
-    problems = []
+                                 run.copy_lines, run.terms)
+    problems = list(run.problems)
     if verdict.lost:
         problems.append(f"{verdict.lost} lines lost that docs/delivery.md promises")
     if verdict.malformed:
