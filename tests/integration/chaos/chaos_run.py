@@ -237,6 +237,18 @@ class ChaosRun:
             self.may_lose_from[fid] = min(self.may_lose_from.get(fid, first_seq), first_seq)
             self.registry.note(rec, f"loss of seqs >= {first_seq} allowed: {why}")
 
+    def fragments_ok(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for w in self.writers:
+            for fid in w.truncated:
+                out[fid] = out.get(fid, 0) + 1
+        return out
+
+    def check_agent_alive(self) -> None:
+        if self.agent.proc is not None and self.agent.proc.poll() is not None:
+            raise AssertionError(f"agent exited by itself with {self.agent.proc.returncode}\n"
+                                 + self.agent.log_tail())
+
     def check_agent(self) -> None:
         if self.agent.proc is not None and self.agent.proc.poll() is not None \
                 and self.agent_should_run:
@@ -323,6 +335,12 @@ class ChaosRun:
             self.kills_ms.append(int(time.time() * 1000))
             self.log(f"agent SIGKILLed (run {self.agent.runs}); down for {step.secs:.1f}s")
         else:
+            # SIGTERM before the agent installed its handlers (while Python imports) ends it
+            # like a SIGKILL with exit -15: not the drain this step is about. Bounded wait.
+            deadline = time.monotonic() + 60
+            while self.agent.ready_since() is None and time.monotonic() < deadline:
+                self.check_agent_alive()
+                time.sleep(0.1)
             try:
                 rc = self.agent.terminate(timeout=self.s.drain_deadline_secs + 30)
             except subprocess.TimeoutExpired:

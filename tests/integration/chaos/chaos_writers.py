@@ -102,6 +102,7 @@ class AppWriter(threading.Thread):
         self.cur: FileRec | None = None
         self.fd = -1
         self.partials = 0
+        self.truncated: list[str] = []   # fids whose file was truncated (copytruncate)
         self.error: BaseException | None = None
         self._stop_event = threading.Event()
         with self.lock:
@@ -141,7 +142,10 @@ class AppWriter(threading.Thread):
         data = b"".join(oracle.line(rec.fid, rec.lines + i, LINE_PAD) for i in range(self.batch))
         if self.rng.random() < self.partial_prob:
             # The last line in two pieces: the agent sees a partial line at EOF for a while.
-            cut = len(data) - self.rng.randint(1, rec.line_len - 1)
+            # Cut inside the padding or before the newline: the first piece always names its
+            # file and seq (a fragment the agent emits at a truncation can be attributed).
+            head = len(f"{rec.fid} {rec.lines + self.batch - 1:010d} ")
+            cut = len(data) - self.rng.randint(1, rec.line_len - head)
             os.write(self.fd, data[:cut])
             self.partials += 1
             self._stop_event.wait(self.rng.uniform(0.05, self.gap_max_secs))  # stop: finish it
@@ -219,6 +223,7 @@ class AppWriter(threading.Thread):
             self.registry.add(copy, f"copy of {rec.fid} ({copy.lines} lines) as {copy_name}")
             os.truncate(self.path, 0)
             self.registry.note(rec, f"copied to {copy_name} and truncated at {rec.lines} lines")
+            self.truncated.append(rec.fid)
             # The same inode now holds a new generation: a new fid from byte 0.
             fid = self._new_fid()
             self.cur = FileRec(fid, self.idx, rec.dev, rec.ino, line_len(fid))

@@ -75,7 +75,7 @@ def test_no_line_lost_under_combined_faults(
         if reader is not None:
             reader.close()
 
-    verdict = judge(reader.values, expected, run.may_lose_from)
+    verdict = judge(reader.values, expected, run.may_lose_from, run.fragments_ok())
     limits = DupLimits(settings.checkpoint_interval_secs, settings.poll_timeout_secs,
                        settings.max_inflight_bytes, line_len("w0-1") - 1,
                        settings.delivery_timeout_ms / 1000)

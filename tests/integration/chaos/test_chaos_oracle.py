@@ -77,3 +77,10 @@ def test_plan_is_a_function_of_the_seed_and_has_every_fault(seed: int) -> None:
     outages = [s for s in a if s.kind == "broker_outage"]
     assert outages and all(s.secs > 4.0 for s in outages)   # longer than delivery_timeout
     assert any(s.kind == "agent_kill" for o in outages for s in o.during)
+
+
+def test_one_fragment_per_truncation_is_allowed() -> None:
+    values = [rec("a", 0), rec("a", 1)[:25], rec("a", 1), rec("a", 2)[:30], rec("a", 2)]
+    v = judge({0: values}, {"a": 3}, {}, {"a": 1})
+    assert (v.malformed, v.fragments, v.lost) == (1, {"a": 1}, 0), v.details()
+    assert judge({0: values}, {"a": 3}, {}, {"b": 2}).malformed == 2
