@@ -278,12 +278,14 @@ def _plan_group(
         arch_list.sort(key=lambda a: (a.stamp, a.seq))
         if cfg.keep:
             for a in arch_list[: max(0, len(arch_list) - cfg.keep)]:
-                if not a.fresh:
+                # Undelivered archives wait for the forwarder (a later pass deletes them);
+                # only the hard limit deletes them undelivered (step 4).
+                if not a.fresh and not undelivered.get(a.path(), 0):
                     doomed.add((a.directory, a.name))
                     actions.append(_delete(a, f"more than keep={cfg.keep} archives", undelivered))
         if cfg.max_age_secs:
             for a in arch_list:
-                if (a.directory, a.name) in doomed or a.fresh:
+                if (a.directory, a.name) in doomed or a.fresh or undelivered.get(a.path(), 0):
                     continue
                 if now - stamp_time(a.stamp) > cfg.max_age_secs:
                     doomed.add((a.directory, a.name))
