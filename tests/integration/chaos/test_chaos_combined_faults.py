@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.kafka import KafkaBroker
+from tests.integration.chaos.chaos_agent import Settings, TopicReader, wait_until
 from tests.integration.chaos.chaos_oracle import DupLimits, duplicate_bound, judge
 from tests.integration.chaos.chaos_plan import describe, make_plan
-from tests.integration.chaos.chaos_run import ChaosRun, Settings, TopicReader, wait_until
+from tests.integration.chaos.chaos_run import ChaosRun
 from tests.integration.chaos.chaos_writers import line_len
 
 pytestmark = pytest.mark.integration
