@@ -20,7 +20,7 @@ from tests.fixtures.kafka import kafka_broker, kafka_broker_factory
 
 __all__ = ["chaos_secs", "chaos_seed", "kafka_broker", "kafka_broker_factory"]
 
-SHORT_SECS = 60.0   # the fault phase of the CI variant; the whole test takes 2-3 minutes
+SHORT_SECS = 90.0   # the fault phase of the CI variant; the whole test takes 2-3 minutes
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
