@@ -28,7 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--chaos-seed", type=int, default=None, metavar="N",
                     help="seed of the fault timeline (default: new per run, printed)")
     group.addoption("--chaos-minutes", type=float, default=None, metavar="M",
-                    help="minutes of faults (default: the short variant, about a minute)")
+                    help="minutes of faults (default: the short variant, 1.5 minutes)")
 
 
 @pytest.fixture
