@@ -324,13 +324,13 @@ def _plan_retention(live: list[_Arch], ctx: _Context
             for a in arch_list[: max(0, len(arch_list) - cfg.keep)]:
                 # Undelivered archives wait for the forwarder (a later pass deletes them);
                 # only the hard limit deletes them undelivered (step 4).
-                if not a.fresh and not undelivered.get(a.path(), 0):
+                if not a.fresh and not ctx.undelivered.get(a.path(), 0):
                     doomed.add((a.directory, a.name))
                     actions.append(_delete(a, f"more than keep={cfg.keep} archives",
                                            ctx.undelivered))
         if cfg.max_age_secs:
             for a in arch_list:
-                if (a.directory, a.name) in doomed or a.fresh or undelivered.get(a.path(), 0):
+                if (a.directory, a.name) in doomed or a.fresh or ctx.undelivered.get(a.path(), 0):
                     continue
                 if ctx.now - stamp_time(a.stamp) > cfg.max_age_secs:
                     doomed.add((a.directory, a.name))
