@@ -9,7 +9,9 @@ skipped: it never stops the other jobs.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -21,7 +23,8 @@ from gorun.errors import ExprError
 from gorun.expr import CronExpr, local_zone, parse_expr
 from gorun.options import OptionError, is_option_comment, parse_options
 
-__all__ = ["Crontab", "Job", "JobOptions", "Problem", "load_crontab", "parse_crontab"]
+__all__ = ["Crontab", "Job", "JobOptions", "Problem", "directory_problem", "file_problem",
+           "load_crontab", "parse_crontab"]
 
 DEFAULT_SHELL = "/bin/sh"
 # Debian's load_env: a name (no blanks, no '='), optional blanks, '=', the value.
@@ -109,10 +112,20 @@ def load_crontab(path: str, *, system: bool = False, default_tz: tzinfo | None =
     """Read and parse a crontab file.
 
     An unreadable file gives one error Problem at line 0; a line that is not valid UTF-8 is an
-    error naming that line (the other lines are still parsed).
+    error naming that line (the other lines are still parsed). A file that someone other than
+    the user its jobs run as could have written is refused whole, as Debian cron does
+    (`file_problem`, `directory_problem`): one error Problem at line 0, no jobs.
     """
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO put in the crontab's place is opened without waiting for a writer,
+        # then refused as not a regular file (reading it would block the scheduler for ever).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            # The checks look at the file we opened (fstat), not at a name that could change.
+            refused = file_problem(os.fstat(f.fileno()), system=system) \
+                or directory_problem(path, system=system)
+            if refused:
+                return Crontab(path, (), (Problem(path, 0, f"refusing crontab: {refused}"),))
             data = f.read()
     except OSError as e:
         reason = e.strerror or str(e)
@@ -124,6 +137,68 @@ def load_crontab(path: str, *, system: bool = False, default_tz: tzinfo | None =
         except UnicodeDecodeError:
             lines.append(None)
     return _Parser(path, system, default_tz).run(lines, final_newline=data.endswith(b"\n"))
+
+
+def _owners(system: bool) -> tuple[int, ...]:
+    """Who may own a crontab: root; without `system`, also the user its jobs run as (us)."""
+    return (0,) if system else tuple(sorted({0, os.geteuid()}))
+
+
+def file_problem(st: os.stat_result, *, system: bool) -> str | None:
+    """Debian cron's rules for the crontab file itself (database.c): a regular file with one
+    link, owned by root (system form: its jobs run as any user) or by the user its jobs run as,
+    and writable by nobody else (group/other-writable is refused). None if it passes."""
+    owners = _owners(system)
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_uid not in owners:
+        who = ("root" if system or os.geteuid() == 0
+               else f"root or uid {os.geteuid()} (the user its jobs run as)")
+        return f"owned by uid {st.st_uid}, not by {who}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                "chmod go-w")
+    if st.st_nlink != 1:
+        return f"has {st.st_nlink} hard links"
+    return None
+
+
+def directory_problem(path: str, *, system: bool) -> str | None:
+    """Refuse a crontab inside a tree that others may write (a watched log tree, a pod's
+    volume): whoever can write a directory on its way can replace the file, whatever its own
+    owner and mode. Every directory above the file, as named and as resolved, must be owned by
+    root or the crontab's user and be writable by nobody else, unless sticky (like /tmp: others
+    cannot rename what they do not own) or on a read-only mount (Kubernetes mounts a ConfigMap
+    read-only in a directory of mode 0777)."""
+    owners = _owners(system)
+    seen: set[str] = set()
+    for base in (os.path.abspath(path), os.path.realpath(path)):
+        d = os.path.dirname(base)
+        while d not in seen:
+            seen.add(d)
+            st = os.stat(d)
+            if not _read_only(d):
+                if st.st_uid not in owners:
+                    return (f"directory {d!r} is owned by uid {st.st_uid}: the crontab is in a "
+                            "tree others can write")
+                sticky = bool(st.st_mode & stat.S_ISVTX)
+                if not sticky and (st.st_mode & stat.S_IWOTH
+                                   or st.st_mode & stat.S_IWGRP and st.st_gid != 0):
+                    return (f"directory {d!r} is writable by group or others (mode "
+                            f"{stat.S_IMODE(st.st_mode):04o}): the crontab is in a tree others "
+                            "can write")
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
+    return None
+
+
+def _read_only(d: str) -> bool:
+    try:
+        return bool(os.statvfs(d).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def split_percent(text: str) -> tuple[str, str | None]:

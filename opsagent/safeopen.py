@@ -16,6 +16,20 @@ and the tail source, both of which run as root over the business pods' log direc
 4. Only then is the file reopened, through /proc/self/fd/N: exactly the inode checked, whatever
    happens to the name meanwhile. Without /proc the file is refused (opening by name again would
    reopen the race).
+
+Steps 2 and 3 look at names and link counts, which a racing attacker can change between two
+system calls: they narrow the hard-link race, they cannot close it (issue 11). What closes it
+is done on the inode itself, by the kernel:
+
+5. All of the above runs with the file-system identity of the directory's owner
+   (opsagent.fsidentity: fsuid/fsgid of the directory, no supplementary groups, no
+   CAP_DAC_OVERRIDE/CAP_FOWNER...), so the reopen of step 4 is granted only if that owner could
+   open the inode itself, whatever name led to it.
+6. The file opened must belong to the directory's owner (fstat of the descriptor, before and
+   after the reopen): a file of another user linked in is refused even if its mode would let
+   the owner read it. (Only when we are root: an agent running as an ordinary user, like the
+   sidecar, opens as itself and has no one else's rights to lend.)
+The argument, per case and with what is left, is in docs/rotation.md.
 """
 
 from __future__ import annotations
@@ -24,10 +38,13 @@ import errno
 import os
 import stat
 
+from opsagent import fsidentity
+
 
 class UnsafeFile(Exception):
     """We refuse to operate on this entry; `reason` says why in words, `kind` in one word
-    (symlink, not_regular, hard_link, other_device, unlinked, no_proc or unsafe)."""
+    (symlink, not_regular, hard_link, other_device, unlinked, no_proc, owner, denied,
+    no_identity or unsafe)."""
 
     def __init__(self, name: str, reason: str, kind: str = "unsafe") -> None:
         super().__init__(f"{name!r}: {reason}")
@@ -50,6 +67,32 @@ def open_regular(dir_fd: int, name: str, flags: int,
                  dir_dev: int | None) -> tuple[int, os.stat_result]:
     """Open `name` in `dir_fd` with `flags` as described above; returns (fd, fstat of it).
     Raises UnsafeFile for what must not be touched, OSError for what cannot be opened."""
+    owner = fsidentity.of_directory(dir_fd)
+    uid = owner_rule(owner)
+    try:
+        return fsidentity.run_as(owner, _open_as_owner, dir_fd, name, flags, dir_dev, uid)
+    except fsidentity.IdentityError as e:
+        # A fixed reason (it labels a metric); the cause (missing CAP_SETUID...) is in `e`.
+        raise UnsafeFile(name, "cannot take the directory owner's identity (needs CAP_SETUID "
+                         "and CAP_SETGID)", "no_identity") from e
+
+
+def owner_rule(owner: fsidentity.Identity) -> int | None:
+    """The uid files in a directory of `owner` must belong to, or None for any. An agent that
+    is not root (the sidecar) holds no one's rights but its own, and the kernel checks its opens
+    as itself: the owner rule guards root's power only."""
+    return owner.uid if os.geteuid() == 0 else None
+
+
+def check_owner(name: str, st: os.stat_result, uid: int | None) -> None:
+    """The file must belong to `uid`, the owner of its directory (None: any owner)."""
+    if uid is not None and st.st_uid != uid:
+        # A fixed reason: it labels a metric, and the uids are the writer's to choose.
+        raise UnsafeFile(name, "does not belong to the directory's owner", "owner")
+
+
+def _open_as_owner(dir_fd: int, name: str, flags: int, dir_dev: int | None,
+                   uid: int | None) -> tuple[int, os.stat_result]:
     try:
         pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as e:
@@ -61,6 +104,7 @@ def open_regular(dir_fd: int, name: str, flags: int,
         if stat.S_ISLNK(st.st_mode):  # O_PATH|O_NOFOLLOW opens a symlink itself
             raise UnsafeFile(name, "is a symlink", "symlink")
         check_regular(name, st, dir_dev)
+        check_owner(name, st, uid)
         _check_still_linked(dir_fd, pfd, name)
         fd = _reopen(pfd, name, flags)
     finally:
@@ -70,6 +114,7 @@ def open_regular(dir_fd: int, name: str, flags: int,
         if (cur.st_dev, cur.st_ino) != (st.st_dev, st.st_ino):  # cannot happen; cheap to check
             raise UnsafeFile(name, "changed while being opened", "unlinked")
         check_regular(name, cur, dir_dev)
+        check_owner(name, cur, uid)
     except BaseException:
         os.close(fd)
         raise
@@ -98,3 +143,6 @@ def _reopen(pfd: int, name: str, flags: int) -> int:
         # Only without /proc (the magic link reaches even an unlinked file).
         raise UnsafeFile(name, "cannot reopen safely: /proc is not mounted", "no_proc") \
             from None
+    except PermissionError:
+        # The kernel's answer for the directory's owner: it could not open this inode itself.
+        raise UnsafeFile(name, "the directory's owner may not open it", "denied") from None

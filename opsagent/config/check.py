@@ -43,15 +43,24 @@ def watched_globs(cfg: schema.AgentConfig) -> list[str]:
 
 
 def placement_errors(path: str, cfg: schema.AgentConfig) -> list[str]:
-    """Problems no single key shows: the state directory inside a tree whose writers are not
-    trusted (they could plant our lock, checkpoints or rotation state)."""
+    """Problems no single key shows: the state directory or a crontab inside a tree whose
+    writers are not trusted (they could plant our lock, checkpoints or rotation state, or jobs
+    that we would run)."""
     from opsagent.rotation.state import check_state_dir
 
+    errors: list[str] = []
     try:
         check_state_dir(cfg.state_dir, watched_globs(cfg))
     except ValueError as e:
-        return [f"{path}: state_dir: {e}"]
-    return []
+        errors.append(f"{path}: state_dir: {e}")
+    # A crontab in a watched tree: its writers could make root run their jobs.
+    for i, crontab in enumerate(cfg.cron.crontabs):
+        try:
+            check_state_dir(crontab, watched_globs(cfg))
+        except ValueError:
+            errors.append(f"{path}: cron.crontabs[{i}]: crontab {crontab!r} is inside a watched "
+                          "tree (rotated or tailed directories are written by untrusted pods)")
+    return errors
 
 
 def crontab_problems(cfg: schema.AgentConfig) -> tuple[list[str], list[str]]:

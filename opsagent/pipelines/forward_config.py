@@ -7,7 +7,7 @@ import dataclasses
 import re
 from typing import Literal
 
-from opsagent.sinks.kafka_config import KafkaSinkConfig
+from opsagent.sinks.kafka.config import KafkaSinkConfig
 from opsagent.sources.tail.config import TailConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

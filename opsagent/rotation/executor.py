@@ -1,6 +1,11 @@
 """Carries out a rotation plan with the fd-relative operations of safefs, and snapshots
 directories for the planner.
 
+Every open of a log's content (copytruncate, truncation, compression, verification) and every
+archive creation is made with the file-system identity of the directory's owner (safefs,
+opsagent.fsidentity): a hard link planted to a file the owner could not touch is refused by the
+kernel. Archives keep the owner, group, permission bits and mtime of what they archive.
+
 Crash safety: a compressed archive is written to `.opsagent-tmp.<random>`, fsynced, renamed (never
 replacing) to `<archive>.zst`, the directory fsynced, and only then the original removed. A crash
 at any step leaves either the original alone, or the original plus a complete `.zst` (the next
@@ -22,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import zstandard
 
+from opsagent import fsidentity, safeopen
 from opsagent.rotation import safefs
 from opsagent.rotation.naming import TEMP_PREFIX, classify
 from opsagent.rotation.policy import Action, DirSnapshot, Entry
@@ -163,10 +169,28 @@ class Executor:
         # A rename never opens the file: lstat is enough to refuse what we must not touch.
         st = os.stat(a.name, dir_fd=dir_fd, follow_symlinks=False)
         safefs.check_regular(a.name, st, dir_dev)
+        uid = safeopen.owner_rule(fsidentity.of_directory(dir_fd))
+        safeopen.check_owner(a.name, st, uid)
         safefs.rename_noreplace(dir_fd, a.name, a.target)
+        # rename acts on whatever the name is by then: a hard link to a file outside, planted
+        # between our lstat and the rename, would now be an "archive". Give the name back.
+        if not safefs.same_file(dir_fd, a.target, st):
+            self._undo_rename(dir_fd, a)
+            raise safefs.UnsafeFile(a.name, "changed while being rotated", "unlinked")
         safefs.fsync_dir(dir_fd)
         self.fault("rotate:renamed")
         return Outcome(a, "done", bytes_in=st.st_size)
+
+    @staticmethod
+    def _undo_rename(dir_fd: int, a: Action) -> None:
+        try:
+            safefs.rename_noreplace(dir_fd, a.target, a.name)
+        except FileExistsError:
+            # The writer made a new `name` meanwhile: drop the planted one (a name in their own
+            # directory; unlink never touches the file's other names).
+            _unlink_quietly(dir_fd, a.target)
+        except FileNotFoundError:
+            pass
 
     def _copytruncate(self, dir_fd: int, dir_dev: int, a: Action) -> Outcome:
         # Copy into a temp file and rename it into place before truncating: a crash leaves
@@ -177,7 +201,7 @@ class Executor:
         try:
             safefs.check_sparse(a.name, st)
             with _temp_name() as tmp:
-                dst = safefs.create_excl(dir_fd, tmp)
+                dst = safefs.create_like(dir_fd, tmp, st)
                 try:
                     copied = self._copy(src, dst, 0, st.st_size)
                     self.fault("copytruncate:copied")
@@ -192,6 +216,7 @@ class Executor:
                 self.fault("copytruncate:renamed")
                 # Catch up with what was appended meanwhile, then truncate at once: the loss
                 # window is the gap between the last read reaching EOF and ftruncate.
+                cur = st
                 for _ in range(8):
                     cur = os.fstat(src)
                     safefs.check_sparse(a.name, cur)   # extended with holes meanwhile: stop
@@ -199,6 +224,7 @@ class Executor:
                     copied += n
                     if n == 0:
                         break
+                safefs.copy_times(dst, cur)  # the archive keeps the log's last mtime
                 os.ftruncate(src, 0)
                 os.fsync(dst)
             finally:
@@ -212,12 +238,13 @@ class Executor:
         try:
             safefs.check_sparse(a.name, st)
             with _temp_name() as tmp:
-                out = safefs.create_excl(dir_fd, tmp)
+                out = safefs.create_like(dir_fd, tmp, st)
                 try:
                     try:
                         # Read what the file held when opened, no more: a writer extending it
                         # meanwhile (with holes, to a terabyte) cannot keep us busy.
                         written, read = self._compress(src, out, st.st_size)
+                        safefs.copy_times(out, st)
                         os.fsync(out)
                     finally:
                         os.close(out)

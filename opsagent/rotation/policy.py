@@ -322,13 +322,15 @@ def _plan_retention(live: list[_Arch], ctx: _Context
     for arch_list in _per_active(live).values():
         if cfg.keep:
             for a in arch_list[: max(0, len(arch_list) - cfg.keep)]:
-                if not a.fresh:
+                # Undelivered archives wait for the forwarder (a later pass deletes them);
+                # only the hard limit deletes them undelivered (step 4).
+                if not a.fresh and not ctx.undelivered.get(a.path(), 0):
                     doomed.add((a.directory, a.name))
                     actions.append(_delete(a, f"more than keep={cfg.keep} archives",
                                            ctx.undelivered))
         if cfg.max_age_secs:
             for a in arch_list:
-                if (a.directory, a.name) in doomed or a.fresh:
+                if (a.directory, a.name) in doomed or a.fresh or ctx.undelivered.get(a.path(), 0):
                     continue
                 if ctx.now - stamp_time(a.stamp) > cfg.max_age_secs:
                     doomed.add((a.directory, a.name))

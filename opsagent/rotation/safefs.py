@@ -3,20 +3,24 @@
 Every operation is relative to a directory file descriptor that was opened component by
 component with O_NOFOLLOW, so a symlink or a swapped directory can never lead outside the tree.
 Files are opened with opsagent.safeopen.open_regular (O_PATH first; a regular file with one
-link on the directory's device, still linked; then reopened through /proc/self/fd). New files are
-created with O_EXCL, renames never replace a target (renameat2 RENAME_NOREPLACE, or link + unlink
-where the filesystem lacks it).
+link on the directory's device, still linked, belonging to the directory's owner; then reopened
+through /proc/self/fd with that owner's file-system identity). New files are created with
+O_EXCL, archives as the owner of the log they keep (create_like), renames never replace a target
+(renameat2 RENAME_NOREPLACE, or link + unlink where the filesystem lacks it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import fnmatch
 import os
+import stat
 from collections.abc import Callable, Iterator
 
+from opsagent import fsidentity
 from opsagent.rotation.policy import is_sparse
 from opsagent.safeopen import UnsafeFile as UnsafeFile  # re-exported: rotation's callers
 from opsagent.safeopen import check_regular as check_regular
@@ -123,6 +127,41 @@ def check_sparse(name: str, st: os.stat_result) -> None:
 def create_excl(dir_fd: int, name: str, mode: int = 0o640) -> int:
     """Create a new file; fails if anything (a symlink included) already has that name."""
     return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_FILE, mode, dir_fd=dir_fd)
+
+
+def create_like(dir_fd: int, name: str, like: os.stat_result) -> int:
+    """Create a new file (O_EXCL) the way `like`'s owner would: as its uid and gid (so with its
+    owner and group), with its permission bits (setuid, setgid and sticky bits dropped). As in
+    logrotate, the pod that wrote a log can read its archives. Made with that owner's identity,
+    the creation needs neither CAP_CHOWN nor CAP_FOWNER."""
+    return fsidentity.run_as(fsidentity.Identity(like.st_uid, like.st_gid), _create_like,
+                             dir_fd, name, like)
+
+
+def _create_like(dir_fd: int, name: str, like: os.stat_result) -> int:
+    fd = create_excl(dir_fd, name, 0o600)
+    try:
+        if os.fstat(fd).st_gid != like.st_gid and os.geteuid() == 0:
+            # A set-group-ID directory gave it the directory's group; as the owner, whose
+            # fsgid is `like`'s group, we may give it that group.
+            os.fchown(fd, -1, like.st_gid)
+        os.fchmod(fd, stat.S_IMODE(like.st_mode) & 0o777)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)
+        raise
+    return fd
+
+
+def copy_times(fd: int, like: os.stat_result) -> None:
+    """Give the file `fd` (created by create_like, after its last write) the access and
+    modification times of `like`. Setting times needs the owner (or CAP_FOWNER): done as it."""
+    fsidentity.run_as(fsidentity.Identity(like.st_uid, like.st_gid), _copy_times, fd, like)
+
+
+def _copy_times(fd: int, like: os.stat_result) -> None:
+    os.utime(fd, ns=(like.st_atime_ns, like.st_mtime_ns))
 
 
 def rename_noreplace(dir_fd: int, src: str, dst: str) -> None:

@@ -18,6 +18,13 @@ from tests.integration.kafka import forward_oracle as oracle
 
 OPSAGENT = ROOT / ".venv" / "bin" / "opsagent"
 
+# The producer backends (forward.kafka.client) the Kafka suite runs against: conftest.py runs
+# every test of a module that writes configs (or makes sinks) once per backend and sets
+# `client` for it; OPSAGENT_TEST_KAFKA_CLIENTS="librdkafka" (comma-separated) narrows the set.
+# A test's own kafka={"client": ...} wins.
+CLIENTS = ("kafka-python", "librdkafka")
+client = "kafka-python"
+
 
 def toml_value(v: Any) -> str:
     if isinstance(v, bool):
@@ -49,7 +56,8 @@ def write_config(path: Path, *, state_dir: Path, bootstrap: str, topic: str, inc
     tail_cfg = {"include": include, "rescan_interval_secs": 0.5,
                 "partial_line_timeout_secs": 30.0, "checkpoint_interval_secs": 0.2,
                 "rotated_file_idle_secs": 2.0, **(tail or {})}
-    kafka_cfg = {"bootstrap_servers": [bootstrap], "topic": topic, **(kafka or {})}
+    kafka_cfg = {"bootstrap_servers": [bootstrap], "topic": topic, "client": client,
+                 **(kafka or {})}
     fwd = {"name": name, "drain_timeout_secs": 15.0, **(forward or {})}
     text = (f"state_dir = {toml_value(str(state_dir))}\n\n[node]\nname = \"test-node\"\n\n"
             "[telemetry]\nlog_level = \"info\"\n\n"

@@ -82,7 +82,7 @@ def test_helm_chart_renders_valid_manifests(tmp_path: Path, values: list[str]) -
     out.write_text(r.stdout)
     docs = [d for d in yaml.safe_load_all(r.stdout) if d]
     kinds = sorted(d["kind"] for d in docs)
-    expected = ["ConfigMap", "DaemonSet", "PriorityClass", "ServiceAccount"]
+    expected = ["ConfigMap", "DaemonSet", "NetworkPolicy", "PriorityClass", "ServiceAccount"]
     if values:   # the sidecar example: its own ConfigMap and the Deployment
         expected = sorted([*expected, "ConfigMap", "Deployment"])
     assert kinds == expected

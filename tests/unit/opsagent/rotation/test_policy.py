@@ -152,6 +152,19 @@ def test_undelivered_archives_survive_soft_limit_but_not_hard() -> None:
     assert [(a.kind, a.undelivered_bytes) for a in hard.actions] == [("delete", 42)]
 
 
+@pytest.mark.parametrize("rule", [{"keep": 1}, {"max_age_secs": 60.0}], ids=["keep", "max-age"])
+def test_retention_waits_for_undelivered_archives(rule: dict[str, Any]) -> None:
+    # Found by the chaos suite: with Kafka down, keep/max-age deleted archives the forwarder had
+    # not read (logged as a forced action although no hard limit was set).
+    old, older = arch("app.log", 3600, size=100), arch("app.log", 7200, size=100)
+    entries = (e("app.log", 100), old, older)
+    und = {f"{D}/{older.name}": 42}
+    p = plan([DirSnapshot(D, entries)], cfg(**rule), NOW, undelivered=und)
+    assert ("delete", older.name) not in kinds(p)
+    delivered = plan([DirSnapshot(D, entries)], cfg(**rule), NOW)
+    assert ("delete", older.name) in kinds(delivered)
+
+
 def test_undelivered_active_is_not_copytruncated() -> None:
     c = cfg(rotate_size_bytes=10, method="copytruncate")
     p = plan([DirSnapshot(D, (e("app.log", 50),))], c, NOW, undelivered={f"{D}/app.log": 7})

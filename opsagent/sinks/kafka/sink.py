@@ -5,7 +5,14 @@ docs/kafka.md ("Delivery") states the rules: records stay here until acknowledge
 dead-lettered; a failure aborts the producer from its callback, then everything unacknowledged is
 re-sent in file order by a new one after a backoff; a REJECT error is proven by sending the record
 alone before it is dead-lettered; a FATAL one stops the sink. One caller thread uses submit /
-poll_acked / close; kafka-python's sender thread only runs the callbacks.
+poll_acked / close; kafka-python's sender thread only runs the callbacks. Producers are created
+on a connector thread (opsagent/sinks/kafka/connect.py), so no caller ever blocks in a connection
+attempt and close() keeps its deadline while Kafka is unreachable.
+
+An outage (no producer can be created, a delivery failed for want of the cluster, records in
+flight got no acknowledgement for STALL_SECS, or records wait for a connection attempt running
+longer than that) is logged once when it starts and once when it
+ends, with the pipeline's name, and shown by opsagent_kafka_unreachable.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import prometheus_client
 
 from opsagent.clock import Clock
 from opsagent.errors import FatalError
-from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_deadletter import DeadLetterFile, DeadLetters
-from opsagent.sinks.kafka_errors import Kind, classify
-from opsagent.sinks.kafka_metrics import KafkaMetrics
-from opsagent.sinks.kafka_producer import Producer, ProducerFactory, create_kafka_python_producer
-from opsagent.sinks.kafka_types import (
+from opsagent.sinks.kafka.config import KafkaSinkConfig
+from opsagent.sinks.kafka.connect import Connector, ThreadConnector
+from opsagent.sinks.kafka.deadletter import DeadLetterFile, DeadLetters
+from opsagent.sinks.kafka.errors import Kind, classify
+from opsagent.sinks.kafka.metrics import KafkaMetrics
+from opsagent.sinks.kafka.producer import Producer, ProducerFactory, create_producer
+from opsagent.sinks.kafka.records import (
     Completion,
     Entry,
     OutRecord,
@@ -41,6 +49,13 @@ __all__ = ["KafkaSink", "KafkaSinkConfig", "OutRecord", "SinkClosed", "SinkFull"
 log = logging.getLogger("opsagent.kafka")
 
 _WAIT_SLICE_SECS = 0.05  # how often a blocked submit/close re-checks retries and the deadline
+# Records in flight without any acknowledgement for this long: Kafka is taken as unreachable
+# (the client retries inside until delivery_timeout_ms and says nothing to the sink meanwhile).
+STALL_SECS = 5.0
+# Failures that say the cluster could not be reached: the next producer's connection attempt
+# paces itself (the client reconnects every reconnect_backoff_max_ms at most), so the sink
+# waits no longer than that before it, and delivery resumes soon after the cluster is back.
+_UNREACHABLE = frozenset({"timeout", "connection", "broker_unavailable"})
 
 
 class KafkaSink:
@@ -48,12 +63,17 @@ class KafkaSink:
                  registry: prometheus_client.CollectorRegistry,
                  rng: random.Random | None = None,
                  producer_factory: ProducerFactory | None = None,
+                 connector: Connector | None = None,
                  dead_letter_dir: str) -> None:
+        """`connector` (default: a ThreadConnector over `producer_factory`) is for tests that
+        need connection attempts made inline (connect.InlineConnector)."""
         self.name = name
         self.cfg = cfg
         self._clock = clock
         self._rng = rng or random.Random()
-        self._factory = producer_factory or create_kafka_python_producer
+        self._factory = producer_factory or create_producer
+        self._connector: Connector = connector or ThreadConnector(name, self._factory,
+                                                                  self._wake_up)
         self._m = KafkaMetrics.for_registry(registry, name)
         self._dead = DeadLetters(DeadLetterFile(dead_letter_dir, f"kafka-dead-letter-{name}",
                                                 cfg.dead_letter_max_bytes),
@@ -88,12 +108,17 @@ class KafkaSink:
         self._fatal: FatalError | None = None
         self._closed = False  # close() called: submit refuses, retries go on until the deadline
         self._released = False  # close() finished: no new producer
+        self._outage_since: float | None = None  # Kafka unreachable since (monotonic)
+        self._progress_at = clock.monotonic()  # last ack, or first send with nothing in flight
+        self._fence_unreachable = False  # the current fence follows an unreachable cluster
+        self._connect_started = 0.0  # when the current connection attempt began
 
     # ---- public interface ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Try to connect once; a retriable failure only schedules the next try. Raises
-        FatalError when retrying cannot help (credentials, no idempotence, bad settings)."""
+        """Start connecting (on the connector's thread: this does not wait for Kafka). Raises
+        FatalError when retrying cannot help (credentials, no idempotence, bad settings) and
+        the connector already knows it; later, submit and poll_acked raise it."""
         with self._lock:
             self._retry_at = self._clock.monotonic()
             self._pump()
@@ -177,6 +202,9 @@ class KafkaSink:
             with self._abort_lock:
                 producer, self._producer = self._producer, None
             unfinished = bool(self._files)
+        # A connection attempt still running is not waited for (it may last connect_timeout_ms):
+        # its producer, if it gets one, is closed by the connector.
+        self._connector.abandon()
         if producer is not None:
             if unfinished:
                 producer.abort()
@@ -185,6 +213,9 @@ class KafkaSink:
             self._pump()
 
     # ---- internals (caller thread, under self._lock) -------------------------------------
+
+    def _wake_up(self) -> None:
+        self._wake.set()
 
     def _wait(self, secs: float) -> None:
         """Wait for a completion (or `secs`). The flag is raised before the queue is checked, so
@@ -237,30 +268,31 @@ class KafkaSink:
                 self._key_bytes.clear()
             key = self._key_bytes[rec.key] = rec.key.encode("utf-8", "surrogateescape")
         headers = rec.headers if type(rec.headers) is list else list(rec.headers)
+        # One small object per send serves as its callback: fewer allocations per record
+        # matter here (they drive the garbage collector on the hot path).
+        done = Completion(self, entry, gen)
         try:
-            fut = self._producer.send(self._topic, key=key, value=rec.value, headers=headers)
+            self._producer.send(self._topic, key=key, value=rec.value, headers=headers,
+                                on_done=done)
         except Exception as e:  # sorted by classify, the one place that knows kafka errors
             # Raised by send() itself, so about this record alone (client-side size check,
             # topic authorization from metadata): a REJECT is certain, the producer still fine.
             entry.alone = True
             self._outstanding[gen] += 1
-            done = Completion(self, entry, gen)
             done.exc = e
             self._done_q.put(done)
             if classify(e).kind is not Kind.REJECT:
                 self._abort(gen)
             return
-        self._outstanding[gen] += 1
+        n = self._outstanding[gen]
+        if not n:  # nothing was in flight: waiting for an acknowledgement starts now
+            self._progress_at = self._clock.monotonic()
+        self._outstanding[gen] = n + 1
         self._n_sent += 1
         self._n_bytes += len(rec.value)
-        # One small object per send serves as callback and errback: fewer allocations per
-        # record matter here (they drive the garbage collector on the hot path).
-        done = Completion(self, entry, gen)
-        fut.add_callback(done)
-        fut.add_errback(done)
 
     def on_completion(self, done: Completion) -> None:
-        """Callback (kafka-python's sender thread): queue the result; on any failure abort the
+        """Callback (the client's thread): queue the result; on any failure abort the
         producer before it sends anything more. (After a non-retriable batch error kafka-python
         3.x puts an idempotent producer in a fatal state and fails every other batch with the
         same error, so that error does not prove which record was bad: see _complete.)"""
@@ -287,6 +319,10 @@ class KafkaSink:
 
     def _pump(self) -> None:
         """Process completions, finish a fence, (re)connect when due, collect acks."""
+        producer = self._producer
+        if producer is not None and (err := producer.poll_error()) is not None:
+            self._producer_error(err)
+        acked_before = self._n_acked
         while True:
             try:
                 done = self._done_q.get_nowait()
@@ -297,13 +333,29 @@ class KafkaSink:
             if self._outstanding[gen] <= 0:
                 del self._outstanding[gen]
             self._complete(entry, gen, exc)
+        now = self._clock.monotonic()
+        if self._n_acked != acked_before:
+            self._progress_at = now
+            self._outage_end()
+        elif self._outage_since is None and self._gen in self._outstanding \
+                and now - self._progress_at > STALL_SECS:
+            self._outage_begin(f"no acknowledgement for {STALL_SECS:g} s", now)
+        elif self._outage_since is None and self._producer is None and self._files \
+                and self._connector.busy and now - self._connect_started > STALL_SECS:
+            # An attempt lasts up to connect_timeout_ms: records wait meanwhile; say so.
+            self._outage_begin(f"no connection for {STALL_SECS:g} s", now)
         if self._producer is not None and self._is_aborted(self._gen):
-            waited = self._clock.monotonic() - self._fence_started
+            waited = now - self._fence_started
             if self._gen not in self._outstanding or waited > self.cfg.request_timeout_ms / 1000:
                 self._drop_producer()
-        if self._producer is None and self._retry_at is not None and self._fatal is None \
-                and not self._released and self._clock.monotonic() >= self._retry_at:
-            self._connect()
+        if self._producer is None and self._fatal is None and not self._released:
+            if self._retry_at is not None and self._clock.monotonic() >= self._retry_at:
+                self._retry_at = None
+                self._connect_started = now
+                self._connector.begin(self.cfg)
+            outcome = self._connector.take()
+            if outcome is not None:
+                self._connected(*outcome)
         elif self._producer is not None and self._alone is None and self._fatal is None \
                 and not self._is_aborted(self._gen) and self._held:
             # The record sent alone is settled: the next one, or back to normal sending.
@@ -360,7 +412,19 @@ class KafkaSink:
             self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {exc}"))
         elif verdict.reason != "producer_aborted":
             # Stays unhandled: the next producer re-sends it (this one was aborted).
+            if not self._needs_backoff:
+                self._fence_unreachable = verdict.reason in _UNREACHABLE
             self._needs_backoff = True
+
+    def _producer_error(self, err: BaseException) -> None:
+        """An error the client reported about no record in particular (librdkafka's error
+        callback): fatal ones stop the sink; the others show in the records' own outcomes."""
+        verdict = classify(err)
+        if verdict.kind is Kind.FATAL:
+            self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {err}"))
+        else:
+            log.debug("kafka client error", extra={"component": "kafka", "pipeline": self.name,
+                                                   "error": str(err)})
 
     def _settle(self, entry: Entry) -> None:
         entry.done = True
@@ -376,16 +440,22 @@ class KafkaSink:
         with self._abort_lock:
             producer, self._producer = self._producer, None
         self._alone = None
+        if self._fence_unreachable:
+            self._outage_begin(self._fence_cause or "delivery failed", self._clock.monotonic())
         # A fence only to isolate a suspect or after a dead letter reconnects at once.
-        delay = self._schedule_retry(backoff=self._needs_backoff)
+        delay = self._schedule_retry(backoff=self._needs_backoff,
+                                     unreachable=self._fence_unreachable)
         self._m.producer_resets.inc()
-        log.log(logging.WARNING if self._needs_backoff else logging.INFO,
+        # During an outage this is routine (it was logged once when it started).
+        quiet = not self._needs_backoff or self._outage_since is not None
+        log.log(logging.INFO if quiet else logging.WARNING,
                 "kafka producer replaced; unacknowledged records are re-sent in file order",
                 extra={"component": "kafka", "pipeline": self.name,
                        "error": self._fence_cause or "", "retry_in_secs": round(delay, 3),
                        "unacked_records": sum(len(d) for d in self._files.values()),
                        "isolating": self._suspects})
         self._needs_backoff = False
+        self._fence_unreachable = False
         self._fence_cause = None
         if producer is not None:
             try:
@@ -394,33 +464,65 @@ class KafkaSink:
                 log.warning("closing the aborted producer failed",
                             extra={"component": "kafka", "pipeline": self.name, "error": str(e)})
 
-    def _schedule_retry(self, *, backoff: bool) -> float:
+    def _schedule_retry(self, *, backoff: bool, unreachable: bool = False) -> float:
+        """When to try the next producer. After the cluster was unreachable, at most
+        reconnect_backoff_max_ms: the attempt itself waits for the cluster (connect_timeout_ms,
+        reconnecting at that pace), so waiting longer would only delay the resumption."""
         delay = 0.0
         if backoff:
             self._attempt += 1
-            delay = backoff_secs(self._attempt, self.cfg.retry_backoff_base_secs,
-                                 self.cfg.retry_backoff_max_secs, self._rng)
+            cap = self.cfg.retry_backoff_max_secs
+            if unreachable:
+                cap = min(cap, self.cfg.reconnect_backoff_max_ms / 1000)
+            delay = backoff_secs(self._attempt, min(self.cfg.retry_backoff_base_secs, cap), cap,
+                                 self._rng)
         self._retry_at = self._clock.monotonic() + delay
         return delay
 
-    def _connect(self) -> None:
-        try:
-            producer = self._factory(self.cfg)
-        except FatalError as e:
-            self._fail(e)
+    def _held_records(self) -> int:
+        return sum(len(d) for d in self._files.values())
+
+    def _outage_begin(self, cause: str, now: float) -> None:
+        if self._outage_since is not None:
             return
-        except Exception as e:  # sorted by classify
+        self._outage_since = now
+        self._m.outages.inc()
+        self._m.unreachable.set(1)
+        log.warning("kafka unreachable; records are held and sent when it is back", extra={
+            "component": "kafka", "pipeline": self.name, "error": cause,
+            "bootstrap_servers": ",".join(self.cfg.bootstrap_servers),
+            "held_records": self._held_records()})
+
+    def _outage_end(self) -> None:
+        if self._outage_since is None:
+            return
+        secs = self._clock.monotonic() - self._outage_since
+        self._outage_since = None
+        self._m.unreachable.set(0)
+        log.warning("kafka reachable again; delivery resumed", extra={
+            "component": "kafka", "pipeline": self.name, "outage_secs": round(secs, 3),
+            "held_records": self._held_records()})
+
+    def _connected(self, producer: Producer | None, error: Exception | None) -> None:
+        """Take the outcome of a connection attempt: install the producer, or sort the error."""
+        if error is not None or producer is None:
+            e = error or RuntimeError("no producer")
+            if isinstance(e, FatalError):
+                self._fail(e)
+                return
             verdict = classify(e)
             if verdict.kind is Kind.FATAL:
                 self._fail(FatalError(f"kafka sink {self.name}: {verdict.reason}: {e}"))
                 return
             self._m.errors.labels(self.name, verdict.reason).inc()
-            delay = self._schedule_retry(backoff=True)
-            log.warning("kafka unreachable; retrying", extra={
+            self._outage_begin(f"{verdict.reason}: {e}", self._clock.monotonic())
+            delay = self._schedule_retry(backoff=True, unreachable=True)
+            log.debug("kafka unreachable; retrying", extra={
                 "component": "kafka", "pipeline": self.name, "error": str(e),
-                "retry_in_secs": round(delay, 3),
-                "held_records": sum(len(d) for d in self._files.values())})
+                "retry_in_secs": round(delay, 3), "held_records": self._held_records()})
             return
+        if not self._files:  # else the first acknowledgement proves the cluster is back
+            self._outage_end()
         with self._abort_lock:
             self._gen += 1
             self._producer = producer

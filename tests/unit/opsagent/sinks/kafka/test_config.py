@@ -11,8 +11,9 @@ import pytest
 
 from opsagent.config.loader import from_dict
 from opsagent.errors import ConfigErrors, FatalError
-from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_producer import producer_configs, read_password
+from opsagent.sinks.kafka.config import KafkaSinkConfig
+from opsagent.sinks.kafka.kafka_python import producer_configs
+from opsagent.sinks.kafka.producer import read_password
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +55,13 @@ def test_defaults() -> None:
     ({"security_protocol": "SSL", "ssl_certfile": "/c.pem"}, "ssl_certfile and ssl_keyfile"),
     ({"retry_backoff_max_secs": 0.1}, "retry_backoff_max_secs: must be >="),
     ({"linger_ms": "5"}, "kafka.linger_ms: expected an integer"),
+    ({"reconnect_backoff_ms": 0}, "reconnect_backoff_ms: must be > 0"),
+    ({"client": "rdkafka"}, "kafka.client: must be one of"),
+    ({"client": "librdkafka", "linger_ms": 1_000_000, "delivery_timeout_ms": 2_000_000},
+     "linger_ms: at most 900000 with client librdkafka"),
+    ({"client": "librdkafka", "max_request_size": 999},
+     "max_request_size: 1000..1000000000 with client librdkafka"),
+    ({"reconnect_backoff_max_ms": 10}, "reconnect_backoff_max_ms: must be >= reconnect_backoff_ms"),
 ], ids=lambda v: str(v)[:40])
 def test_invalid_settings_name_their_key(kw: dict[str, Any], message: str) -> None:
     assert message in errors(**kw)
@@ -66,6 +74,15 @@ def test_producer_settings_always_acks_all_and_idempotent() -> None:
     assert out["compression_type"] is None and out["linger_ms"] == 7
     assert "sasl_mechanism" not in out and "ssl_cafile" not in out
     assert producer_configs(load(), "")["compression_type"] == "zstd"
+
+
+def test_reconnect_backoff_is_set_so_delivery_resumes_about_a_second_after_an_outage() -> None:
+    # kafka-python's own default reconnect_backoff_max_ms is 30000: delivery then resumed up
+    # to 30 s after the broker came back (issue 10, defect 6).
+    out = producer_configs(load(), "")
+    assert (out["reconnect_backoff_ms"], out["reconnect_backoff_max_ms"]) == (50, 1000)
+    out = producer_configs(load(reconnect_backoff_ms=20, reconnect_backoff_max_ms=500), "")
+    assert (out["reconnect_backoff_ms"], out["reconnect_backoff_max_ms"]) == (20, 500)
 
 
 def test_producer_settings_for_sasl_ssl(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The one place that builds a kafka-python KafkaProducer for the Kafka sink, behind the small
-`Producer` interface the sink (and its tests' fakes) use.
+"""The kafka-python backend of the Kafka sink (`client = "kafka-python"`): builds a KafkaProducer
+behind the `Producer` interface (opsagent/sinks/kafka/producer.py). Everything here exists only
+for kafka-python: the bootstrap-error log listener, the partition cache, reads of private state.
 
 kafka-python facts this relies on (3.0.x):
 - the constructor bootstraps synchronously and turns every bootstrap failure, including a wrong
@@ -20,37 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from opsagent.errors import FatalError
-from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_errors import Kind, classify
-from opsagent.sinks.kafka_partition import KeyPartitions
-
-
-class Future(Protocol):
-    """What the sink needs of a send's result (kafka-python's FutureRecordMetadata)."""
-
-    def add_callback(self, fn: Callable[[Any], Any]) -> Any: ...
-    def add_errback(self, fn: Callable[[BaseException], Any]) -> Any: ...
-
-
-class Producer(Protocol):
-    def send(self, topic: str, *, key: bytes, value: bytes,
-             headers: list[tuple[str, bytes]]) -> Future:
-        """Queue one record; may raise (record too large, metadata timeout, authorization)."""
-        ...
-
-    def abort(self) -> None:
-        """Stop sending now; every incomplete future fails soon. Callable from a callback."""
-        ...
-
-    def close(self, timeout: float) -> None:
-        """Release the producer, waiting up to `timeout` for in-flight requests."""
-        ...
-
-
-ProducerFactory = Callable[[KafkaSinkConfig], Producer]
+from opsagent.sinks.kafka.config import KafkaSinkConfig
+from opsagent.sinks.kafka.errors import Kind, classify
+from opsagent.sinks.kafka.kafka_python_partition import KeyPartitions
+from opsagent.sinks.kafka.producer import OnDone, Producer, read_password
 
 _BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
 
@@ -86,17 +63,6 @@ class _BootstrapErrors(logging.Filter):
         return record.levelno >= effective
 
 
-def read_password(cfg: KafkaSinkConfig) -> str:
-    if not cfg.sasl_password_file:
-        return cfg.sasl_password
-    try:
-        with open(cfg.sasl_password_file, encoding="utf-8") as f:
-            return f.read().rstrip("\r\n")
-    except OSError as e:
-        raise FatalError(f"kafka: cannot read sasl_password_file {cfg.sasl_password_file}: "
-                         f"{e.strerror}") from e
-
-
 def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
     """KafkaProducer keyword arguments for `cfg` (pure)."""
     out: dict[str, Any] = {
@@ -115,6 +81,10 @@ def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
         "request_timeout_ms": cfg.request_timeout_ms,
         "max_block_ms": cfg.connect_timeout_ms,
         "bootstrap_timeout_ms": cfg.connect_timeout_ms,
+        # kafka-python's default max is 30 s: after an outage delivery resumed 6-20 s after the
+        # broker came back (issue 10). The Java client's defaults are 50 ms / 1 s.
+        "reconnect_backoff_ms": cfg.reconnect_backoff_ms,
+        "reconnect_backoff_max_ms": cfg.reconnect_backoff_max_ms,
         "security_protocol": cfg.security_protocol,
     }
     if cfg.security_protocol in ("SSL", "SASL_SSL"):
@@ -131,8 +101,8 @@ def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
 
 class KafkaPythonProducer:
     """`Producer` over kafka-python's KafkaProducer. Passes each record's partition, chosen
-    once per key (opsagent/sinks/kafka_partition.py: the default partitioner's choice) and
-    checked again after every metadata update."""
+    once per key (kafka_python_partition.py: the default partitioner's choice) and checked
+    again after every metadata update."""
 
     def __init__(self, producer: Any) -> None:
         self._p = producer
@@ -160,11 +130,11 @@ class KafkaPythonProducer:
         return kp.get(key)
 
     def send(self, topic: str, *, key: bytes, value: bytes,
-             headers: list[tuple[str, bytes]]) -> Future:
+             headers: list[tuple[str, bytes]], on_done: OnDone) -> None:
         partition = self._partition(topic, key)
         try:
-            fut: Future = self._p.send(topic, key=key, value=value, headers=headers,
-                                       partition=partition)
+            fut = self._p.send(topic, key=key, value=value, headers=headers,
+                               partition=partition)
         except ValueError:
             if partition is None:
                 raise
@@ -172,7 +142,11 @@ class KafkaPythonProducer:
             # since the check. Forget the choices; kafka-python partitions this one itself.
             self._topics.pop(topic, None)
             fut = self._p.send(topic, key=key, value=value, headers=headers)
-        return fut
+        fut.add_callback(on_done)
+        fut.add_errback(on_done)
+
+    def poll_error(self) -> BaseException | None:
+        return None  # kafka-python reports every failure through a record's future
 
     def abort(self) -> None:
         sender = getattr(self._p, "_sender", None)
@@ -191,7 +165,9 @@ class KafkaPythonProducer:
         self.abort()
         sender = getattr(self._p, "_sender", None)
         if sender is not None:
-            sender.join(5.0)  # it fails every incomplete future on its way out
+            # It fails every incomplete future on its way out; bounded by the caller's
+            # deadline (a drain must not overrun it, issue 10).
+            sender.join(max(0.0, min(5.0, timeout)))
         try:
             self._p.close(timeout=0)
         except KafkaError:

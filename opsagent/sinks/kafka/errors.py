@@ -1,4 +1,5 @@
-"""Sorts every failure of kafka-python into what the Kafka sink does about it, in one place.
+"""Sorts every failure of either client (kafka-python, librdkafka) into what the Kafka sink does
+about it, in one place.
 
     classify(exc) -> Verdict(kind, reason)
 
@@ -29,6 +30,23 @@ KafkaError at all (a bug).
                BrokerNotAvailableError, KafkaStorageError, OutOfOrderSequenceNumberError,
                UnknownProducerIdError, InvalidProducerEpochError, ProducerFencedError,
                IllegalStateError (a producer the sink aborted), CorruptRecordError, and OSError
+
+librdkafka (records.LibrdkafkaError: the code's name, librdkafka's own retriable/fatal flags):
+
+    REJECT     MSG_SIZE_TOO_LARGE, RECORD_LIST_TOO_LARGE, INVALID_RECORD, INVALID_TIMESTAMP,
+               POLICY_VIOLATION, TOPIC_AUTHORIZATION_FAILED
+    FATAL      SASL_AUTHENTICATION_FAILED, _AUTHENTICATION, ILLEGAL_SASL_STATE,
+               UNSUPPORTED_SASL_MECHANISM, CLUSTER_AUTHORIZATION_FAILED,
+               TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION, _UNSUPPORTED_FEATURE,
+               _INVALID_ARG, _NOT_CONFIGURED, UNSUPPORTED_COMPRESSION_TYPE, INVALID_REQUIRED_ACKS,
+               TOPIC_EXCEPTION, SECURITY_DISABLED, _FATAL, and every error librdkafka flags fatal()
+               (an idempotent producer that cannot go on: "fatal")
+    RETRIABLE  _MSG_TIMED_OUT, _TIMED_OUT, REQUEST_TIMED_OUT ("timeout"); _TRANSPORT,
+               _ALL_BROKERS_DOWN, _RESOLVE, _SSL, NETWORK_EXCEPTION ("connection");
+               BROKER_NOT_AVAILABLE, KAFKA_STORAGE_ERROR, the producer state errors as above,
+               _PURGE_QUEUE, _PURGE_INFLIGHT, _DESTROY ("producer_aborted"), _QUEUE_FULL,
+               _UNKNOWN_TOPIC, UNKNOWN_TOPIC_OR_PART ("unknown_topic"), INVALID_MSG
+               ("corrupt_record"), and anything else not flagged fatal
 """
 
 from __future__ import annotations
@@ -37,6 +55,8 @@ import dataclasses
 import enum
 
 from kafka import errors as ke
+
+from opsagent.sinks.kafka.records import LibrdkafkaError
 
 
 class Kind(enum.Enum):
@@ -91,6 +111,52 @@ _RETRIABLE_EXTRA: dict[type[BaseException], str] = {
 }
 
 
+_LIBRDKAFKA: dict[str, tuple[Kind, str]] = {
+    **{n: (Kind.REJECT, "record_too_large") for n in (
+        "MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE")},
+    "INVALID_RECORD": (Kind.REJECT, "invalid_record"),
+    "INVALID_TIMESTAMP": (Kind.REJECT, "invalid_timestamp"),
+    "POLICY_VIOLATION": (Kind.REJECT, "policy_violation"),
+    "TOPIC_AUTHORIZATION_FAILED": (Kind.REJECT, "topic_authorization"),
+    **{n: (Kind.FATAL, "authentication") for n in (
+        "SASL_AUTHENTICATION_FAILED", "_AUTHENTICATION", "ILLEGAL_SASL_STATE",
+        "UNSUPPORTED_SASL_MECHANISM")},
+    "CLUSTER_AUTHORIZATION_FAILED": (Kind.FATAL, "cluster_authorization"),
+    "TRANSACTIONAL_ID_AUTHORIZATION_FAILED": (Kind.FATAL, "cluster_authorization"),
+    "UNSUPPORTED_VERSION": (Kind.FATAL, "unsupported_broker"),
+    "_UNSUPPORTED_FEATURE": (Kind.FATAL, "unsupported_broker"),
+    **{n: (Kind.FATAL, "configuration") for n in (
+        "_INVALID_ARG", "_NOT_CONFIGURED", "UNSUPPORTED_COMPRESSION_TYPE",
+        "INVALID_REQUIRED_ACKS", "SECURITY_DISABLED")},
+    "TOPIC_EXCEPTION": (Kind.FATAL, "invalid_topic"),
+    "_FATAL": (Kind.FATAL, "fatal"),  # the idempotent producer cannot go on
+    **{n: (Kind.RETRIABLE, "timeout") for n in (
+        "_MSG_TIMED_OUT", "_TIMED_OUT", "REQUEST_TIMED_OUT")},
+    **{n: (Kind.RETRIABLE, "connection") for n in (
+        "_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "_SSL", "NETWORK_EXCEPTION")},
+    "BROKER_NOT_AVAILABLE": (Kind.RETRIABLE, "broker_unavailable"),
+    "KAFKA_STORAGE_ERROR": (Kind.RETRIABLE, "broker_storage"),
+    **{n: (Kind.RETRIABLE, "producer_state") for n in (
+        "OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID", "INVALID_PRODUCER_EPOCH",
+        "PRODUCER_FENCED", "_INCONSISTENT")},
+    **{n: (Kind.RETRIABLE, "producer_aborted") for n in (
+        "_PURGE_QUEUE", "_PURGE_INFLIGHT", "_DESTROY")},
+    "_QUEUE_FULL": (Kind.RETRIABLE, "queue_full"),
+    "_UNKNOWN_TOPIC": (Kind.RETRIABLE, "unknown_topic"),
+    "UNKNOWN_TOPIC_OR_PART": (Kind.RETRIABLE, "unknown_topic"),
+    "INVALID_MSG": (Kind.RETRIABLE, "corrupt_record"),  # CORRUPT_MESSAGE, as kafka-python
+}
+
+
+def _classify_librdkafka(exc: LibrdkafkaError) -> Verdict:
+    known = _LIBRDKAFKA.get(exc.name)
+    if known is not None:
+        return Verdict(*known)
+    if exc.fatal:
+        return Verdict(Kind.FATAL, "fatal")
+    return Verdict(Kind.RETRIABLE, "broker_retriable" if exc.retriable else "other")
+
+
 def _lookup(table: dict[type[BaseException], str], exc: BaseException) -> str | None:
     for cls in type(exc).__mro__:
         if cls in table:
@@ -100,6 +166,10 @@ def _lookup(table: dict[type[BaseException], str], exc: BaseException) -> str | 
 
 def classify(exc: BaseException) -> Verdict:
     """What the sink does about `exc` (see the module docstring for the table)."""
+    if isinstance(exc, LibrdkafkaError):
+        return _classify_librdkafka(exc)
+    if isinstance(exc, BufferError):  # librdkafka's queue is full (the sink bounds it anyway)
+        return Verdict(Kind.RETRIABLE, "queue_full")
     if (reason := _lookup(_REJECT, exc)) is not None:
         return Verdict(Kind.REJECT, reason)
     if (reason := _lookup(_FATAL, exc)) is not None:

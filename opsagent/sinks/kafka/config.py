@@ -18,6 +18,10 @@ _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 Compression = Literal["none", "gzip", "zstd"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# The producer backend: librdkafka (confluent-kafka's bundled C client; the default: 2.5x less
+# CPU per GB in bench/kafka_forward.py) or kafka-python (pure Python). Same guarantees;
+# docs/kafka.md ("Choosing the client") compares them.
+Client = Literal["kafka-python", "librdkafka"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +30,7 @@ class KafkaSinkConfig:
 
     bootstrap_servers: tuple[str, ...]
     topic: str
+    client: Client = "librdkafka"
     client_id: str = "opsagent"
     compression: Compression = "zstd"
     linger_ms: int = 5
@@ -41,6 +46,12 @@ class KafkaSinkConfig:
     connect_timeout_ms: int = 10_000
     retry_backoff_base_secs: float = 0.5
     retry_backoff_max_secs: float = 30.0
+    # The client's reconnect backoff (kafka-python reconnect_backoff_ms / _max_ms, librdkafka
+    # reconnect.backoff.ms / .max.ms): after the cluster comes back, delivery resumes within
+    # about reconnect_backoff_max_ms (kafka-python's own default is 30 s). While Kafka is
+    # unreachable the sink also starts its next connection attempt within this long.
+    reconnect_backoff_ms: int = 50
+    reconnect_backoff_max_ms: int = 1000
     # TLS (security_protocol SSL or SASL_SSL)
     security_protocol: SecurityProtocol = "PLAINTEXT"
     ssl_cafile: str = ""
@@ -70,16 +81,27 @@ class KafkaSinkConfig:
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "max_request_size", "max_inflight_bytes",
-                     "delivery_timeout_ms", "request_timeout_ms", "connect_timeout_ms"):
+                     "delivery_timeout_ms", "request_timeout_ms", "connect_timeout_ms",
+                     "reconnect_backoff_ms", "reconnect_backoff_max_ms"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be > 0, got {getattr(self, name)}")
         if self.delivery_timeout_ms < self.request_timeout_ms + self.linger_ms:
             problems.append("delivery_timeout_ms: must be >= request_timeout_ms + linger_ms "
                             f"({self.request_timeout_ms + self.linger_ms})")
+        if self.reconnect_backoff_max_ms < self.reconnect_backoff_ms:
+            problems.append("reconnect_backoff_max_ms: must be >= reconnect_backoff_ms "
+                            f"({self.reconnect_backoff_ms})")
         if self.retry_backoff_base_secs <= 0:
             problems.append("retry_backoff_base_secs: must be > 0")
         if self.retry_backoff_max_secs < self.retry_backoff_base_secs:
             problems.append("retry_backoff_max_secs: must be >= retry_backoff_base_secs")
+        if self.client == "librdkafka":  # librdkafka's own ranges (it refuses the producer)
+            if self.linger_ms > 900_000:
+                problems.append(f"linger_ms: at most 900000 with client librdkafka, got "
+                                f"{self.linger_ms}")
+            if not 1000 <= self.max_request_size <= 1_000_000_000:
+                problems.append("max_request_size: 1000..1000000000 with client librdkafka, "
+                                f"got {self.max_request_size}")
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and not self.sasl_username:
             problems.append(f"sasl_username: required with security_protocol "

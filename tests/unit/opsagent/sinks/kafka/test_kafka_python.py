@@ -10,8 +10,8 @@ import pytest
 from kafka import errors as ke
 
 from opsagent.errors import FatalError
-from opsagent.sinks.kafka_config import KafkaSinkConfig
-from opsagent.sinks.kafka_producer import create_kafka_python_producer
+from opsagent.sinks.kafka.config import KafkaSinkConfig
+from opsagent.sinks.kafka.kafka_python import create_kafka_python_producer
 
 CFG = KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9092",), topic="logs")
 

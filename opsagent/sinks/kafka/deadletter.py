@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from opsagent.clock import Clock
 
 if TYPE_CHECKING:
-    from opsagent.sinks.kafka_types import OutRecord
+    from opsagent.sinks.kafka.records import OutRecord
 
 log = logging.getLogger("opsagent.kafka")
 

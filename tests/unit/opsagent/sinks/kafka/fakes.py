@@ -7,7 +7,7 @@ from typing import Any
 
 from kafka.errors import IllegalStateError
 
-from opsagent.sinks.kafka_config import KafkaSinkConfig
+from opsagent.sinks.kafka.config import KafkaSinkConfig
 
 
 class FakeFuture:
@@ -64,16 +64,22 @@ class FakeProducer:
         self.aborted = False
         self.fail_on_abort = True  # False: in-flight futures stay open (may succeed late)
         self.closed: float | None = None
+        self.error: BaseException | None = None  # what poll_error() reports next
 
     def send(self, topic: str, *, key: bytes, value: bytes,
-             headers: list[tuple[str, bytes]]) -> FakeFuture:
+             headers: list[tuple[str, bytes]], on_done: Callable[..., None]) -> None:
         if self.aborted or self.closed is not None:
             raise AssertionError("send on an aborted or closed producer")
         if value in self.raise_on_send:
             raise self.raise_on_send[value]
         fut = FakeFuture()
+        fut.add_callback(on_done)
+        fut.add_errback(on_done)
         self.sent.append(Sent(topic, key, value, headers, fut))
-        return fut
+
+    def poll_error(self) -> BaseException | None:
+        err, self.error = self.error, None
+        return err
 
     def abort(self) -> None:
         self.aborted = True

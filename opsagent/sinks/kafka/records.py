@@ -65,10 +65,15 @@ class CompletionSink(Protocol):
     def on_completion(self, done: Completion) -> None: ...
 
 
+_NO_MSG = object()
+
+
 class Completion:
-    """The outcome of one send: called by kafka-python with the record metadata (success) or
-    the exception (failure); one object serves as callback and errback (fewer allocations per
-    record: they drive the garbage collector on the hot path)."""
+    """The outcome of one send, called from the client's thread: kafka-python calls it with
+    the record metadata (success) or the exception (failure); librdkafka with (error or None,
+    message), its error turned into LibrdkafkaError. One object per record serves as its only
+    callback (fewer allocations per record: they drive the garbage collector on the hot
+    path)."""
 
     __slots__ = ("entry", "exc", "gen", "sink")
 
@@ -78,7 +83,36 @@ class Completion:
         self.gen = gen
         self.exc: BaseException | None = None
 
-    def __call__(self, result: object) -> None:
-        if isinstance(result, BaseException):
+    def __call__(self, result: object, msg: object = _NO_MSG, /) -> None:
+        if msg is not _NO_MSG:
+            if result is not None:
+                self.exc = LibrdkafkaError.of(result)
+        elif isinstance(result, BaseException):
             self.exc = result
         self.sink.on_completion(self)
+
+
+class LibrdkafkaError(Exception):
+    """A librdkafka error (confluent_kafka.KafkaError) as an exception the sink can classify
+    without importing confluent_kafka: its code's name (e.g. "_MSG_TIMED_OUT"), whether
+    librdkafka calls it retriable or fatal, and its text."""
+
+    def __init__(self, name: str, text: str, *, retriable: bool = False,
+                 fatal: bool = False) -> None:
+        super().__init__(f"{name}: {text}" if text else name)
+        self.name = name
+        self.retriable = retriable
+        self.fatal = fatal
+
+    @classmethod
+    def of(cls, err: object) -> LibrdkafkaError:
+        """From a confluent_kafka.KafkaError (or a KafkaException carrying one)."""
+        args = getattr(err, "args", None)
+        if isinstance(err, BaseException) and args and hasattr(args[0], "name"):
+            err = args[0]
+        get = getattr
+        try:
+            return cls(str(get(err, "name")()), str(get(err, "str")()),
+                       retriable=bool(get(err, "retriable")()), fatal=bool(get(err, "fatal")()))
+        except (AttributeError, TypeError):
+            return cls("_UNKNOWN", str(err))

@@ -31,6 +31,14 @@ class _Families:
             "opsagent_kafka_producer_resets",
             "Producers aborted after a failure and replaced (each followed by a backoff)", p,
             registry=r)
+        self.outages = pc.Counter(
+            "opsagent_kafka_outages",
+            "Times Kafka became unreachable for the pipeline (no producer could be created, a "
+            "delivery failed for want of the cluster, or no acknowledgement for 5 s)", p,
+            registry=r)
+        self.unreachable = pc.Gauge("opsagent_kafka_unreachable",
+                                    "1 while Kafka is unreachable for the pipeline, else 0", p,
+                                    registry=r)
         self.inflight = pc.Gauge("opsagent_kafka_inflight_bytes",
                                  "Bytes held by the sink: submitted, not yet acknowledged",
                                  p, registry=r)
@@ -51,6 +59,8 @@ class KafkaMetrics:
         self.dead_letters = f.dead_letters  # .labels(pipeline, reason)
         self.producer_resets = f.producer_resets.labels(pipeline)
         self.inflight_bytes = f.inflight.labels(pipeline)
+        self.outages = f.outages.labels(pipeline)
+        self.unreachable = f.unreachable.labels(pipeline)
 
     @classmethod
     def for_registry(cls, registry: pc.CollectorRegistry, pipeline: str) -> KafkaMetrics:

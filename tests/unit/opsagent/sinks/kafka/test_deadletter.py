@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from opsagent.sinks.kafka_deadletter import DeadLetterFile, dead_letter_line
+from opsagent.sinks.kafka.deadletter import DeadLetterFile, dead_letter_line
 
 
 def line(value: bytes, max_value: int = 1000) -> bytes:
@@ -43,8 +43,8 @@ def test_unwritable_dead_letter_is_counted_and_does_not_raise(tmp_path: Path) ->
     import prometheus_client
 
     from opsagent.clock import FakeClock
-    from opsagent.sinks.kafka_deadletter import DeadLetters
-    from opsagent.sinks.kafka_types import OutRecord
+    from opsagent.sinks.kafka.deadletter import DeadLetters
+    from opsagent.sinks.kafka.records import OutRecord
 
     registry = prometheus_client.CollectorRegistry()
     counter = prometheus_client.Counter("dl", "", ["pipeline", "reason"], registry=registry)

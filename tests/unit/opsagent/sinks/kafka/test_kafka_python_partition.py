@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import DefaultPartitioner
 
-from opsagent.sinks import kafka_partition
-from opsagent.sinks.kafka_partition import KeyPartitions, default_partition
-from opsagent.sinks.kafka_producer import KafkaPythonProducer
+from opsagent.sinks.kafka import kafka_python_partition as kafka_partition
+from opsagent.sinks.kafka.kafka_python import KafkaPythonProducer
+from opsagent.sinks.kafka.kafka_python_partition import KeyPartitions, default_partition
+from tests.unit.opsagent.sinks.kafka.fakes import FakeFuture
 
 
 class FakeCluster:
@@ -57,10 +58,14 @@ class FakeKafkaProducer:
             if partition not in valid:
                 raise ValueError(f"Unrecognized partition {partition} for topic {topic}")
         self.sent.append((key, partition))
-        return object()
+        return FakeFuture()
 
     def close(self, timeout: float | None = None) -> None:
         pass
+
+
+def ignore(result: object, msg: object = None, /) -> None:
+    pass
 
 
 def kafka_python_choice(key: bytes, partitions: set[int]) -> int:
@@ -121,7 +126,7 @@ def test_producer_passes_the_cached_partition_to_send() -> None:
     inner = FakeKafkaProducer(cluster)
     producer = KafkaPythonProducer(inner)
     for key in (b"a", b"b", b"a", b"file-7"):
-        producer.send("logs", key=key, value=b"line", headers=[])
+        producer.send("logs", key=key, value=b"line", headers=[], on_done=ignore)
     assert inner.sent == [(k, kafka_python_choice(k, {0, 1, 2, 3}))
                           for k in (b"a", b"b", b"a", b"file-7")]
 
@@ -131,9 +136,9 @@ def test_producer_follows_a_partition_count_change_seen_in_metadata() -> None:
     inner = FakeKafkaProducer(cluster)
     producer = KafkaPythonProducer(inner)
     key = b"abc"
-    producer.send("logs", key=key, value=b"1", headers=[])
+    producer.send("logs", key=key, value=b"1", headers=[], on_done=ignore)
     cluster.update("logs", set(range(100)))
-    producer.send("logs", key=key, value=b"2", headers=[])
+    producer.send("logs", key=key, value=b"2", headers=[], on_done=ignore)
     assert inner.sent == [(key, 0), (key, 7)]  # see the Java mapping test
 
 
@@ -141,9 +146,9 @@ def test_producer_lets_kafka_python_choose_while_the_topic_is_unknown() -> None:
     cluster = FakeCluster({})
     inner = FakeKafkaProducer(cluster)
     producer = KafkaPythonProducer(inner)
-    producer.send("new-topic", key=b"a", value=b"1", headers=[])
+    producer.send("new-topic", key=b"a", value=b"1", headers=[], on_done=ignore)
     cluster.update("new-topic", {0, 1})  # kafka-python's wait for metadata ends with an update
-    producer.send("new-topic", key=b"a", value=b"2", headers=[])
+    producer.send("new-topic", key=b"a", value=b"2", headers=[], on_done=ignore)
     assert inner.sent == [(b"a", None), (b"a", kafka_python_choice(b"a", {0, 1}))]
 
 
@@ -151,18 +156,18 @@ def test_a_partition_gone_since_the_check_falls_back_to_kafka_pythons_choice() -
     cluster = FakeCluster({"logs": set(range(100))})
     inner = FakeKafkaProducer(cluster)
     producer = KafkaPythonProducer(inner)
-    producer.send("logs", key=b"abc", value=b"1", headers=[])  # partition 7, cached
+    producer.send("logs", key=b"abc", value=b"1", headers=[], on_done=ignore)  # partition 7, cached
     inner.valid = {0}  # topic re-created with one partition; the map is swapped after our check
-    producer.send("logs", key=b"abc", value=b"2", headers=[])
+    producer.send("logs", key=b"abc", value=b"2", headers=[], on_done=ignore)
     cluster.update("logs", {0})
-    producer.send("logs", key=b"abc", value=b"3", headers=[])
+    producer.send("logs", key=b"abc", value=b"3", headers=[], on_done=ignore)
     assert inner.sent == [(b"abc", 7), (b"abc", None), (b"abc", 0)]
 
 
 def test_without_cluster_metadata_kafka_python_partitions_every_record() -> None:
     inner = FakeKafkaProducer(None)
     producer = KafkaPythonProducer(inner)
-    producer.send("logs", key=b"a", value=b"1", headers=[])
+    producer.send("logs", key=b"a", value=b"1", headers=[], on_done=ignore)
     assert inner.sent == [(b"a", None)]
 
 

@@ -4,8 +4,11 @@ in-flight bytes, abort + backoff + in-order re-send, dead letters, fatal errors,
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import prometheus_client
@@ -14,8 +17,17 @@ from kafka import errors as ke
 
 from opsagent.clock import FakeClock
 from opsagent.errors import FatalError
-from opsagent.sinks.kafka import KafkaSink, KafkaSinkConfig, OutRecord, SinkClosed, SinkFull
-from tests.unit.opsagent.sinks.kafka_fakes import FakeFactory
+from opsagent.sinks.kafka.connect import InlineConnector
+from opsagent.sinks.kafka.records import LibrdkafkaError
+from opsagent.sinks.kafka.sink import (
+    STALL_SECS,
+    KafkaSink,
+    KafkaSinkConfig,
+    OutRecord,
+    SinkClosed,
+    SinkFull,
+)
+from tests.unit.opsagent.sinks.kafka.fakes import FakeFactory, FakeProducer
 
 
 def rec(key: str, n: int, size: int = 0) -> OutRecord:
@@ -36,6 +48,7 @@ class Harness:
                                    **kw)  # type: ignore[arg-type]
         self.sink = KafkaSink("crit", self.cfg, clock=self.clock, registry=self.registry,
                               rng=random.Random(7), producer_factory=self.factory,
+                              connector=InlineConnector(self.factory),
                               dead_letter_dir=str(self.dead_dir))
 
     def metric(self, name: str, **labels: str) -> float:
@@ -337,3 +350,193 @@ def test_close_returns_even_when_the_injected_clock_stands_still(h: Harness) -> 
     h.sink.submit([rec("a", 1)])
     h.sink.close(0.05)  # FakeClock never advances: bounded by the number of waits
     assert h.factory.current.aborted
+
+
+# ---- issue 10, defect 5: stop interrupts connection attempts --------------------------------
+
+class BlockingFactory(FakeFactory):
+    """Each producer creation blocks until `gate` is set, like kafka-python's bootstrap with
+    the cluster unreachable (which lasts connect_timeout_ms and cannot be interrupted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def __call__(self, cfg: KafkaSinkConfig) -> FakeProducer:
+        self.entered.set()
+        self.gate.wait(60)
+        return super().__call__(cfg)
+
+
+def in_thread(fn: Callable[[], object]) -> threading.Thread:
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    return t
+
+
+def test_start_submit_and_close_never_wait_for_a_blocked_connection_attempt(
+        tmp_path: Path) -> None:
+    factory = BlockingFactory()
+    sink = KafkaSink("crit", KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9092",), topic="t"),
+                     clock=FakeClock(), registry=prometheus_client.CollectorRegistry(),
+                     producer_factory=factory, dead_letter_dir=str(tmp_path))
+    try:
+        steps = in_thread(lambda: (sink.start(), sink.submit([rec("a", 1)], timeout=0),
+                                   sink.poll_acked()))
+        steps.join(10)  # generous: it must not wait for the attempt, which blocks for 60 s
+        assert not steps.is_alive(), "start/submit/poll_acked waited for the connection attempt"
+        assert factory.entered.wait(10)
+        closing = in_thread(lambda: sink.close(0.2))
+        closing.join(10)
+        assert not closing.is_alive(), "close() waited for the connection attempt"
+        assert sink.poll_acked() == [] and sink.pending_records() == 1
+    finally:
+        factory.gate.set()
+    # The producer the abandoned attempt gets after all is closed, and never used.
+    deadline = time.monotonic() + 10
+    while not factory.producers or factory.current.closed is None:
+        assert time.monotonic() < deadline, "the late producer was not closed"
+        time.sleep(0.01)
+    assert factory.current.sent == []
+
+
+def test_a_connection_attempt_finishing_wakes_a_blocked_submit(tmp_path: Path) -> None:
+    factory = BlockingFactory()
+    sink = KafkaSink("crit", KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9092",), topic="t",
+                                             max_inflight_bytes=10),
+                     clock=FakeClock(), registry=prometheus_client.CollectorRegistry(),
+                     producer_factory=factory, dead_letter_dir=str(tmp_path))
+    sink.start()
+    factory.gate.set()
+    sink.submit([rec("a", 1, size=40)])
+    deadline = time.monotonic() + 10
+    while not factory.producers or not factory.current.sent:
+        assert time.monotonic() < deadline, "the held record was not sent once connected"
+        sink.poll_acked()
+        time.sleep(0.01)
+    factory.current.sent[0].future.succeed()
+    assert sink.poll_acked() == [("a", 100)]
+    sink.close(1)
+
+
+# ---- issue 10, defect 6: an outage is logged once, and delivery resumes promptly ------------
+
+def outage_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, str]]:
+    return [(r.levelno, r.getMessage(), getattr(r, "pipeline", ""))
+            for r in caplog.records if r.name == "opsagent.kafka" and r.levelno >= logging.INFO]
+
+
+def test_unreachable_at_start_is_logged_once_with_the_pipeline_and_its_end(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness(tmp_path)
+    h.factory.failures = [ke.KafkaTimeoutError("Unable to bootstrap")] * 6
+    with caplog.at_level(logging.DEBUG, logger="opsagent.kafka"):
+        h.sink.start()
+        h.sink.submit([rec("a", 1)])
+        for _ in range(5):
+            h.clock.advance(1.0)
+            h.sink.poll_acked()
+        assert h.metric("opsagent_kafka_unreachable") == 1 and h.factory.producers == []
+        h.clock.advance(1.0)
+        h.sink.poll_acked()
+        h.factory.current.sent[0].future.succeed()
+        assert h.sink.poll_acked() == [("a", 100)]
+    logs = outage_logs(caplog)
+    assert [(lvl, msg.split(";")[0], p) for lvl, msg, p in logs] == [
+        (logging.WARNING, "kafka unreachable", "crit"),
+        (logging.WARNING, "kafka reachable again", "crit")], logs
+    assert h.metric("opsagent_kafka_outages_total") == 1
+    assert h.metric("opsagent_kafka_unreachable") == 0
+
+
+def test_connection_attempts_while_unreachable_are_at_most_reconnect_backoff_max_apart(
+        tmp_path: Path) -> None:
+    # The re-send backoff would grow to 8 s here; waiting that long after a failed attempt
+    # delays delivery after the cluster is back (issue 10: 6-20 s).
+    h = Harness(tmp_path, retry_backoff_base_secs=1.0, retry_backoff_max_secs=8.0,
+                reconnect_backoff_max_ms=1000)
+    h.factory.failures = [ke.KafkaConnectionError("refused")] * 8
+    h.sink.start()
+    for i in range(8):
+        assert len(h.factory.configs) == i + 1
+        h.clock.advance(1.0)
+        h.sink.poll_acked()
+    assert len(h.factory.producers) == 1
+
+
+def test_delivery_timeout_during_an_outage_replaces_the_producer_within_a_second(
+        h: Harness) -> None:
+    h.sink.submit([rec("a", 1)])
+    for _ in range(5):  # repeated delivery timeouts: the backoff stays at most 1 s
+        p = h.factory.current
+        p.sent[-1].future.fail(ke.KafkaTimeoutError("Expiring 1 record(s)"))
+        h.sink.poll_acked()
+        h.clock.advance(1.0)
+        h.sink.poll_acked()
+        assert h.factory.current is not p
+    assert h.metric("opsagent_kafka_outages_total") == 1
+
+
+def test_records_without_acknowledgement_for_a_while_start_an_outage(
+        h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="opsagent.kafka"):
+        h.sink.submit([rec("a", 1), rec("a", 2)])
+        h.clock.advance(STALL_SECS - 0.5)
+        h.sink.poll_acked()
+        assert h.metric("opsagent_kafka_unreachable") == 0
+        for _ in range(10):
+            h.clock.advance(1.0)
+            h.sink.poll_acked()
+        assert h.metric("opsagent_kafka_unreachable") == 1
+        h.factory.current.sent[0].future.succeed()
+        assert h.sink.poll_acked() == [("a", 100)]
+    msgs = [m.split(";")[0] for _, m, _ in outage_logs(caplog)]
+    assert msgs == ["kafka unreachable", "kafka reachable again"]
+
+
+def test_a_fatal_error_the_client_reports_about_no_record_stops_the_sink(h: Harness) -> None:
+    # librdkafka's error callback (e.g. the broker cannot do idempotent produce).
+    h.sink.submit([rec("a", 1)])
+    h.factory.current.error = LibrdkafkaError("CLUSTER_AUTHORIZATION_FAILED",
+                                              "IDEMPOTENT_WRITE", fatal=True)
+    with pytest.raises(FatalError, match="cluster_authorization"):
+        h.sink.poll_acked()
+    assert h.factory.current.aborted
+    h2 = Harness(h.dead_dir.parent / "2")
+    h2.sink.start()
+    h2.sink.submit([rec("a", 1)])
+    h2.factory.current.error = LibrdkafkaError("_ALL_BROKERS_DOWN", "1/1 brokers are down")
+    assert h2.sink.poll_acked() == []  # not fatal: the records' own outcomes decide
+    assert not h2.factory.current.aborted
+
+
+def test_records_waiting_for_a_long_connection_attempt_start_an_outage(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # kafka-python's bootstrap (or librdkafka's metadata wait) lasts connect_timeout_ms: the
+    # outage is said after STALL_SECS, not only when the attempt finally fails.
+    factory = BlockingFactory()
+    clock = FakeClock()
+    registry = prometheus_client.CollectorRegistry()
+    sink = KafkaSink("crit", KafkaSinkConfig(bootstrap_servers=("127.0.0.1:9092",), topic="t"),
+                     clock=clock, registry=registry, producer_factory=factory,
+                     dead_letter_dir=str(tmp_path))
+    try:
+        with caplog.at_level(logging.INFO, logger="opsagent.kafka"):
+            sink.start()
+            sink.submit([rec("a", 1)], timeout=0)
+            assert factory.entered.wait(10)
+            clock.advance(STALL_SECS - 0.5)
+            sink.poll_acked()
+            assert registry.get_sample_value("opsagent_kafka_unreachable",
+                                             {"pipeline": "crit"}) == 0
+            for _ in range(3):
+                clock.advance(1.0)
+                sink.poll_acked()
+        assert registry.get_sample_value("opsagent_kafka_unreachable", {"pipeline": "crit"}) == 1
+        (line,) = [r for r in caplog.records if r.getMessage().startswith("kafka unreachable")]
+        assert getattr(line, "pipeline", None) == "crit"
+        assert "no connection" in str(getattr(line, "error", ""))
+    finally:
+        factory.gate.set()
+        sink.close(0)
