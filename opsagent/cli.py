@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from gorun.limits import raise_nofile_limit
-from opsagent import __version__
+from opsagent import __version__, early_signals
 from opsagent.commands import agent, forward, profile, rotate, status
 
 # Each module provides `register(subparsers) -> None`, adding its subparser(s) with
@@ -30,17 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The long-running commands: the agent runtime replays signals held while it started.
+RUNTIME_COMMANDS = (agent.run, profile.run, rotate.run)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
-    # Every long-running command holds many descriptors (tailed files, watched directories,
-    # cron job pipes): lift the soft open-files limit once, here, for all of them.
-    raise_nofile_limit()
-    rc: int = args.func(args)
-    return rc
+    early_signals.hold()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func not in RUNTIME_COMMANDS:
+            early_signals.release()
+        if func is None:
+            parser.print_help(sys.stderr)
+            return 2
+        # Every long-running command holds many descriptors (tailed files, watched
+        # directories, cron job pipes): lift the soft open-files limit once, here, for all.
+        raise_nofile_limit()
+        rc: int = func(args)
+        return rc
+    finally:
+        early_signals.release()
 
 
 if __name__ == "__main__":

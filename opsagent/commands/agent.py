@@ -14,7 +14,7 @@ from typing import Any
 
 import prometheus_client
 
-from opsagent import gc_tuning
+from opsagent import early_signals, gc_tuning
 from opsagent.clock import SystemClock
 from opsagent.commands.jobs import JobSelection, runs_rotation
 from opsagent.config import schema
@@ -142,6 +142,7 @@ def _run_locked(args: argparse.Namespace, cfg: schema.AgentConfig, digest: str |
                   env=os.environ, reaper=reaper, jobs=getattr(args, "jobs", None))
     agent.validated_digest = digest   # the bytes validated above, not a later version
     agent.install_signal_handlers()
+    early_signals.replay(agent.events.put)   # a SIGTERM during start-up drains like any other
     observer = watch_config(args.config, lambda: agent.events.put(CONFIG_CHANGED))
     gc_tuning.tune_after_startup()  # docs/benchmarks.md "Kafka forwarding": GC was ~15% CPU
     try:

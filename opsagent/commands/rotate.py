@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from opsagent import early_signals
 from opsagent.clock import SystemClock
 from opsagent.commands import agent
 from opsagent.commands.jobs import JobSelection
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.once or args.dry_run):
         args.jobs = JobSelection("opsagent rotate", "rotate")
         return agent.run(args)
+    early_signals.release()   # one-shot: SIGTERM ends it as usual
     cfg = schema.load_or_report(args.config)
     if cfg is None:
         return 2
