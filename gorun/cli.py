@@ -22,15 +22,14 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from gorun import __version__
+from gorun import __version__, logsetup
 from gorun.app import GorunApp, GorunOptions
 from gorun.crontab import load_crontab
 from gorun.errors import GorunError
 from gorun.expr import format_time, parse_expr
+from gorun.limits import raise_nofile_limit
 from gorun.logfmt import KeyValueFormatter, exempt_job_records
 from gorun.reaper import become_subreaper
-from opsagent.process_limits import raise_nofile_limit
-from opsagent.telemetry import jsonlog
 
 SUBCOMMANDS = ("run", "test", "next")
 
@@ -145,7 +144,7 @@ def _next(args: argparse.Namespace) -> int:
 
 def _setup_logging(args: argparse.Namespace) -> None:
     level = "debug" if args.debug else "warning" if args.quiet else "info"
-    jsonlog.setup(level, json_format=args.json,
+    logsetup.setup(level, json_format=args.json,
                   stream=sys.stdout if args.split_logs else sys.stderr)
     root = logging.getLogger()
     if not args.json:

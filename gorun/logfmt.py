@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from opsagent.telemetry.jsonlog import RateLimitFilter
+from gorun.logsetup import RateLimitFilter
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 

@@ -15,7 +15,6 @@ configured component is running; the reason lists what is not.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import queue
@@ -23,17 +22,21 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import prometheus_client
 
 from opsagent.clock import Clock
 from opsagent.components import (
+    BuildContext,
     Component,
-    CronComponent,
+    CronSpec,
     ForwardComponent,
-    ProfileComponent,
-    RotateComponent,
+    ForwardSpec,
+    ProfileSpec,
+    Reconfigurable,
+    RotateSpec,
+    Spec,
 )
 from opsagent.config import schema
 from opsagent.config.check import has_jobs, validate
@@ -41,6 +44,10 @@ from opsagent.config.loader import read_config
 from opsagent.errors import ConfigErrors, OpsagentError
 from opsagent.reload import Key, Settle, plan_reload
 from opsagent.telemetry.http import Health
+
+if TYPE_CHECKING:
+    from gorun.reaper import Reaper
+    from gorun.watch import CrontabWatcher
 
 log = logging.getLogger("opsagent.app")
 
@@ -52,32 +59,18 @@ CONFIG_SETTLE_SECS = 1.0
 
 
 def wanted_components(cfg: schema.AgentConfig, env: Mapping[str, str],
-                      jobs: Callable[[Key], bool] | None = None) -> dict[Key, Any]:
-    """Component key -> its effective config (section + the globals it depends on); with
-    `jobs`, only the keys it selects (`opsagent forward` is the agent running forward jobs)."""
+                      jobs: Callable[[Key], bool] | None = None) -> dict[Key, Spec]:
+    """Component key -> its spec (section + the globals it depends on); with `jobs`, only the
+    keys it selects (`opsagent forward` is the agent running forward jobs)."""
     fields = tuple(sorted(schema.static_fields(cfg.node, env).items()))
-    out: dict[Key, Any] = {}
-    for f in cfg.forward:
-        out[("forward", f.name)] = (f, cfg.state_dir, fields)
-    for p in cfg.profile:
-        out[("profile", p.name)] = (p, cfg.state_dir, fields)
-    for r in cfg.rotate:
-        out[("rotate", r.name)] = (r, cfg.state_dir)
+    specs: list[Spec] = []
+    specs.extend(ForwardSpec(f, cfg.state_dir, fields) for f in cfg.forward)
+    specs.extend(ProfileSpec(p, cfg.state_dir, fields) for p in cfg.profile)
+    specs.extend(RotateSpec(r, cfg.state_dir) for r in cfg.rotate)
     if cfg.cron.crontabs:
-        cron = dataclasses.replace(cfg.cron, grace_secs=schema.cron_grace_secs(cfg))
-        out[("cron", "crontabs")] = (cron,)
+        specs.append(CronSpec(cfg.cron, schema.cron_grace_secs(cfg)))
+    out = {s.key: s for s in specs}
     return out if jobs is None else {k: v for k, v in out.items() if jobs(k)}
-
-
-DRAIN_MARGIN_SECS = 2.0
-
-
-def forward_drain_secs(own: float, agent_deadline: float) -> float:
-    """How long a forwarder waits for Kafka's acks on stop: its own drain_timeout_secs, but
-    ending DRAIN_MARGIN_SECS before the agent's deadline, so it still closes the sink and saves
-    its checkpoints before the process exits (what is not acknowledged by then is re-sent after
-    the restart)."""
-    return max(0.0, min(own, agent_deadline - DRAIN_MARGIN_SECS))
 
 
 def file_digest(path: str) -> str | None:
@@ -92,7 +85,7 @@ def file_digest(path: str) -> str | None:
 class Agent:
     def __init__(self, config_path: str, cfg: schema.AgentConfig, *, clock: Clock,
                  registry: prometheus_client.CollectorRegistry, health: Health,
-                 env: Mapping[str, str], reaper: Any,
+                 env: Mapping[str, str], reaper: Reaper | None,
                  jobs: Callable[[Key], bool] | None = None) -> None:
         from gorun.metrics import Metrics as CronMetrics
         from opsagent.rotation.metrics import rotation_metrics
@@ -107,7 +100,7 @@ class Agent:
         self.jobs = jobs   # the job filter, applied to every config this agent runs (reloads too)
         self.events: queue.SimpleQueue[int | str] = queue.SimpleQueue()
         self.components: dict[Key, Component] = {}
-        self._effective: dict[Key, Any] = {}
+        self._effective: dict[Key, Spec] = {}
         # sha256 of the config bytes last validated (applied or rejected): a change event for
         # the same bytes does nothing. `opsagent run` sets the digest it validated at start.
         self.validated_digest = file_digest(config_path)
@@ -138,26 +131,12 @@ class Agent:
 
     # -- building -------------------------------------------------------------------------
 
-    def _build(self, key: Key, effective: Any) -> Component:
-        # Built from exactly what a reload compares (wanted_components): the section, and for
-        # the tailing jobs the node fields it was computed with.
-        kind = key[0]
-        section = effective[0]
-        cfg = self.cfg
-        fields = dict(effective[2]) if kind in ("forward", "profile") else {}
-        if kind == "forward":
-            return ForwardComponent(section, state_dir=cfg.state_dir, static_fields=fields,
-                                    clock=self.clock, registry=self.registry,
-                                    drain_timeout_secs=forward_drain_secs(
-                                        section.drain_timeout_secs, cfg.drain_deadline_secs))
-        if kind == "profile":
-            return ProfileComponent(section, state_dir=cfg.state_dir, static_fields=fields,
-                                    clock=self.clock, registry=self.registry)
-        if kind == "rotate":
-            return RotateComponent(section, state_dir=cfg.state_dir, clock=self.clock,
-                                   metrics=self._rotation_metrics, undelivered=self.undelivered)
-        return CronComponent(section, registry=self.registry, metrics=self._cron_metrics,
-                             reaper=self.reaper)
+    def _build(self, key: Key, spec: Spec) -> Component:
+        """The component for `key`, built from exactly what a reload compares (its spec)."""
+        return spec.build(BuildContext(
+            clock=self.clock, registry=self.registry, rotation_metrics=self._rotation_metrics,
+            cron_metrics=self._cron_metrics, reaper=self.reaper, undelivered=self.undelivered,
+            drain_deadline_secs=self.cfg.drain_deadline_secs))
 
     def undelivered(self) -> dict[tuple[int, int], int]:
         """Per file (st_dev, st_ino), bytes the forwarders have not delivered yet: rotation
@@ -185,15 +164,14 @@ class Agent:
         updated: list[Key] = []
         for key in plan.stop:
             comp = self.components.get(key)
-            reconfigure = getattr(comp, "reconfigure", None)
-            if key in wanted and reconfigure is not None and comp is not None and comp.alive():
+            if key in wanted and comp is not None and comp.alive() and isinstance(
+                    comp, Reconfigurable):
                 try:
-                    reconfigure(wanted[key][0])
+                    comp.reconfigure(wanted[key])
                 except (OpsagentError, OSError, ValueError) as e:   # restarted below instead
                     log.error("cannot update component in place; restarting it", extra={
                         "component": key[0], "job": key[1], "error": str(e)})
                     continue
-                comp.config = wanted[key][0]
                 self._effective[key] = wanted[key]
                 updated.append(key)
         for key in plan.stop:
@@ -250,7 +228,8 @@ class Agent:
                     up = False
             self.m_up.labels(*key).set(1 if up else 0)
             if not up:
-                why = self._failures.get(key) or str(getattr(comp, "failed", None) or "stopped")
+                failed = comp.failed if comp is not None else None
+                why = self._failures.get(key) or str(failed or "stopped")
                 reasons.append(f"{key[0]}:{key[1]} not running: {why}")
         self.m_config_ok.set(0 if self._config_problem is not None else 1)
         ready = self._started and not reasons
@@ -329,7 +308,7 @@ class Agent:
                 continue
             if now < self._restart_at.setdefault(key, now + RESTART_BACKOFF_SECS):
                 continue
-            self._failures[key] = str(getattr(comp, "failed", None) or "exited")
+            self._failures[key] = str(comp.failed or "exited")
             log.warning("restarting failed component", extra={"component": key[0],
                                                               "job": key[1]})
             self.m_restarts.labels(key[0]).inc()
@@ -397,7 +376,7 @@ class Agent:
         return 0
 
 
-def watch_config(path: str, notify: Callable[[], None]) -> Any:
+def watch_config(path: str, notify: Callable[[], None]) -> CrontabWatcher:
     """Watch the config file the way gorun watches crontabs (gorun/watch.py: the directory, so a
     ConfigMap's `..data` symlink swap counts; events on other files are ignored, as they would
     keep postponing the reload). An event is only a hint: the main loop waits for the file to

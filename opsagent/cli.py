@@ -10,9 +10,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from gorun.limits import raise_nofile_limit
 from opsagent import __version__, early_signals
 from opsagent.commands import agent, forward, profile, rotate, status
-from opsagent.process_limits import raise_nofile_limit
 
 # Each module provides `register(subparsers) -> None`, adding its subparser(s) with
 # `set_defaults(func=callable(args) -> int)`; heavy imports (kafka-python, watchdog, gorun's

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TypeVar
 
 Key = tuple[str, str]
+SpecT = TypeVar("SpecT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,9 +22,10 @@ class ReloadPlan:
         return not self.stop and not self.start
 
 
-def plan_reload(running: Mapping[Key, Any], wanted: Mapping[Key, Any]) -> ReloadPlan:
-    """`running`/`wanted`: component key -> the full effective config that built it (section
-    plus anything global it depends on, e.g. state_dir and node identity)."""
+def plan_reload(running: Mapping[Key, SpecT], wanted: Mapping[Key, SpecT]) -> ReloadPlan:
+    """`running`/`wanted`: component key -> the full effective config that built it (the
+    agent's specs: section plus anything global it depends on, e.g. state_dir and node
+    identity), compared by value."""
     changed = [k for k in running if k in wanted and running[k] != wanted[k]]
     removed = [k for k in running if k not in wanted]
     added = [k for k in wanted if k not in running]

@@ -10,7 +10,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import prometheus_client
 
@@ -18,12 +18,13 @@ from opsagent.clock import SystemClock
 from opsagent.commands import agent
 from opsagent.commands.jobs import JobSelection
 from opsagent.config import schema
-from opsagent.processors.profile.config import ProfileConfig
-from opsagent.processors.profile.processor import ProfileProcessor
-from opsagent.processors.profile.report import pipeline_json
-from opsagent.processors.profile.samples import Interval
-from opsagent.sinks.graphite import GraphiteConfig, GraphiteSink, format_lines
-from opsagent.sinks.statsd import StatsdConfig, StatsdSink, format_datagrams
+from opsagent.pipelines.profile_config import ProfileConfig
+
+if TYPE_CHECKING:   # imported where used: `opsagent check-config` loads no processor or sink
+    from opsagent.processors.profile.processor import ProfileProcessor
+    from opsagent.samples import Interval
+    from opsagent.sinks.graphite import GraphiteSink
+    from opsagent.sinks.statsd import StatsdSink
 
 REPLAY_CHUNK_BYTES = 8 << 20  # ~60k profile lines per batch: enough repetition to count once
 
@@ -112,6 +113,8 @@ def replay_processor(cfg: ProfileConfig, logs: list[str],
                      start_time: int) -> tuple[list[Interval], ProfileProcessor]:
     """The intervals one pipeline produces from whole logs read at `start_time`, and the
     processor (its totals)."""
+    from opsagent.processors.profile.processor import ProfileProcessor
+
     proc = ProfileProcessor(cfg)
     now = float(start_time)
     for name in logs:
@@ -129,6 +132,12 @@ def _open(path: str) -> BinaryIO:
 
 
 def replay(args: argparse.Namespace) -> int:
+    from opsagent.processors.profile.report import pipeline_json
+    from opsagent.sinks.graphite import GraphiteSink, format_lines
+    from opsagent.sinks.graphite_config import GraphiteConfig
+    from opsagent.sinks.statsd import StatsdSink, format_datagrams
+    from opsagent.sinks.statsd_config import StatsdConfig
+
     profiles = _load(args.config, args.pipeline)
     if profiles is None:
         return 2
@@ -199,6 +208,8 @@ def replay(args: argparse.Namespace) -> int:
 
 def _drain(sink: StatsdSink | GraphiteSink, timeout_secs: float = 10.0) -> None:
     """TCP Graphite: keep writing until the buffer is empty or the timeout passes."""
+    from opsagent.sinks.graphite import GraphiteSink
+
     if not isinstance(sink, GraphiteSink):
         return
     done = threading.Event()

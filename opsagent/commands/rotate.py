@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -19,10 +19,9 @@ from opsagent.commands import agent
 from opsagent.commands.jobs import JobSelection
 from opsagent.config import schema
 from opsagent.rotation.config import RotateConfig
-from opsagent.rotation.metrics import rotation_metrics
-from opsagent.rotation.policy import Plan
-from opsagent.rotation.service import RotationService
-from opsagent.rotation.state import LockHeld, exclusive_lock
+
+if TYPE_CHECKING:   # imported where used: `opsagent check-config` loads no rotation runtime
+    from opsagent.rotation.policy import Plan
 from opsagent.telemetry import jsonlog
 
 
@@ -49,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: no [[rotate]] policies configured", file=sys.stderr)
         return 2
     jsonlog.setup(cfg.telemetry.log_level, json_format=cfg.telemetry.log_json or None)
+    from opsagent.rotation.metrics import rotation_metrics
+    from opsagent.rotation.service import RotationService
+    from opsagent.rotation.state import LockHeld, exclusive_lock
+
     registry = CollectorRegistry()
     metrics = rotation_metrics(registry)
     clock = SystemClock()

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from opsagent.config.loader import load_toml
 from opsagent.pipelines.forward_config import ForwardConfig
-from opsagent.processors.profile.config import ProfileConfig
+from opsagent.pipelines.profile_config import ProfileConfig
 from opsagent.rotation.config import RotateConfig
 
 

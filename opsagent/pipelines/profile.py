@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import prometheus_client
 
 from opsagent.clock import Clock
-from opsagent.processors.profile.config import ProfileConfig
+from opsagent.pipelines.profile_config import ProfileConfig
 from opsagent.processors.profile.processor import ProfileProcessor
-from opsagent.processors.profile.samples import Interval
+from opsagent.samples import Interval
 from opsagent.sinks.graphite import GraphiteSink
 from opsagent.sinks.statsd import StatsdSink
 from opsagent.sources.tail import Batch, Record, TailSource
@@ -75,6 +76,7 @@ class ProfilePipeline:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one run_once at a time (thread vs. stop())
+        self._closed = False           # stop() has flushed and closed: nothing runs again
 
     def start(self, *, thread: bool = True) -> None:
         for s in self.sinks:
@@ -97,6 +99,8 @@ class ProfilePipeline:
     def run_once(self) -> int:
         """Poll once, aggregate, send the intervals that are due; returns lines processed."""
         with self._lock:
+            if self._closed:
+                return 0
             batches = self.source.poll_batches(POLL_MAX_LINES, self.poll_timeout)
             now = self.clock.time()
             n = 0
@@ -118,15 +122,37 @@ class ProfilePipeline:
             for s in self.sinks:
                 s.send(iv)
 
-    def stop(self) -> None:
+    def alive(self) -> bool:
+        """True while the pipeline's thread runs (start(thread=True) until stop())."""
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    def stop(self, timeout_secs: float | None = None) -> bool:
         """Stop reading, send every open interval (partial ones too), close the sinks. A line
         still without its newline is not counted: the checkpoint stays before it and the next
-        run counts it whole (only the last line of a deleted file is counted as it is)."""
+        run counts it whole (only the last line of a deleted file is counted as it is).
+
+        With `timeout_secs`, gives up once it has passed (an iteration stuck in a read or a
+        send) and returns False; the thread then ends at its next check. The flush happens at
+        most once. True when everything was flushed and closed in time."""
         self._stop.set()
+        deadline = None if timeout_secs is None else time.monotonic() + max(0.0, timeout_secs)
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(left())
+            if self._thread.is_alive():
+                return False
             self._thread = None
-        with self._lock:
+        wait = left()
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            return False
+        try:
+            if self._closed:
+                return True
+            self._closed = True
             now = self.clock.time()
             by_file: dict[object, list[Record]] = {}
             for rec in self.source.flush_partial():  # last lines without a newline
@@ -138,3 +164,6 @@ class ProfilePipeline:
             for s in self.sinks:
                 s.tick()  # TCP: one last non-blocking write
                 s.close()
+        finally:
+            self._lock.release()
+        return True

@@ -8,12 +8,29 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from opsagent.clock import Clock
+from opsagent.rotation.config import RotateConfig
+from opsagent.rotation.metrics import RotationMetrics
 from opsagent.rotation.watch import FULL, DirWatcher
 
-if TYPE_CHECKING:
-    from opsagent.rotation.service import RotationService
+
+class RotationService(Protocol):
+    """What the loop needs from rotation.service.RotationService (which calls the loop: a
+    protocol here instead of an import keeps the two modules out of an import cycle)."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def cfg(self) -> RotateConfig: ...
+    @property
+    def metrics(self) -> RotationMetrics: ...
+    @property
+    def discovered(self) -> tuple[list[str], list[str]]: ...   # (leaves, upper dirs)
+
+    def run_pass(self, *, dry_run: bool = ..., only: set[str] | None = ...) -> object: ...
+    def watches(self, directory: str) -> bool: ...
 
 log = logging.getLogger("opsagent.rotation")
 
@@ -23,7 +40,6 @@ REDISCOVER_SECS = 1.0  # full passes asked for by the watcher: at most this ofte
 
 def run(svc: RotationService, stop: threading.Event, events: queue.Queue[str], *,
         watch: bool) -> None:
-    svc.executor.stop = stop
     halt = threading.Event()   # the pump's own: `stop` may be shared with other components
     watcher, pump = _start_watcher(events, halt) if watch else (None, None)
     try:

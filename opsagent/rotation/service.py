@@ -336,6 +336,7 @@ class RotationService:
         """Passes on events (directory paths put on `events`; with `watch`, our own inotify
         watcher puts them there) and every rescan interval, until `stop` is set; setting it
         also abandons a compression in progress at its next chunk."""
+        self.executor.stop = stop
         loop.run(self, stop, events or queue.Queue(), watch=watch)
 
     def watches(self, directory: str) -> bool:

@@ -13,7 +13,6 @@ failure. Names are `<prefix>_<pipeline>_<stat>` with anything outside [A-Za-z0-9
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import re
@@ -25,8 +24,9 @@ from statsd.client.base import StatsClientBase
 from statsd.client.udp import Pipeline
 
 from opsagent.clock import Clock
-from opsagent.processors.profile.samples import Interval
+from opsagent.samples import Interval
 from opsagent.sinks.resolver import ResolveFn, Resolver, getaddrinfo_resolve
+from opsagent.sinks.statsd_config import StatsdConfig
 from opsagent.sinks.udp import UdpSender
 from opsagent.telemetry.registry import PerRegistry
 
@@ -34,26 +34,6 @@ log = logging.getLogger("opsagent.sinks.statsd")
 
 _BAD_NAME = re.compile(r"[^A-Za-z0-9_]")
 _BAD_VALUE = re.compile(r"[^A-Za-z0-9_.+/\-]")
-
-
-@dataclasses.dataclass(frozen=True)
-class StatsdConfig:
-    host: str = "127.0.0.1"
-    port: int = 9125  # statsd_exporter's default UDP port
-    prefix: str = "profile"  # first part of every metric name ("" for none)
-    max_datagram_bytes: int = 1432  # fits a 1500-byte MTU; use 8932 for jumbo frames
-    resolve_interval_secs: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ValueError("host must not be empty")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port must be within 1..65535, got {self.port}")
-        if not 64 <= self.max_datagram_bytes <= 65507:
-            raise ValueError(
-                f"max_datagram_bytes must be within 64..65507, got {self.max_datagram_bytes}")
-        if self.resolve_interval_secs <= 0:
-            raise ValueError("resolve_interval_secs must be > 0")
 
 
 def sanitize_name(name: str) -> str:

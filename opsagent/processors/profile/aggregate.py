@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from opsagent.processors.profile.config import UNIT_EXP, percentile_name
 from opsagent.processors.profile.parse import Key, Raw
 from opsagent.processors.profile.presets import Effective
-from opsagent.processors.profile.samples import Interval, Labels, Sample
 from opsagent.processors.profile.sketch import ZERO_THRESHOLD, DDSketch
 from opsagent.processors.profile.timeparse import parse_time
+from opsagent.samples import Interval, Labels, Sample
 
 OTHER = "other"
 _MISSING: tuple[int | None, float] = (None, -1.0)  # cache-miss marker (compared by identity)

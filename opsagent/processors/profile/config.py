@@ -1,4 +1,6 @@
-"""Configuration of one profile-statistics pipeline (`[[profile]]` in the agent's TOML)."""
+"""What the profile processors are configured with: the reading, parsing and statistics keys of
+a `[[profile]]` section (ProfileSettings). The section itself, which adds the sinks' configs, is
+opsagent.pipelines.profile_config.ProfileConfig: processors never import sink modules."""
 
 from __future__ import annotations
 
@@ -8,8 +10,7 @@ import zoneinfo
 from datetime import UTC, tzinfo
 from typing import Literal
 
-from opsagent.sinks.graphite import GraphiteConfig
-from opsagent.sinks.statsd import StatsdConfig
+from opsagent.processors.profile.presets import effective
 from opsagent.sources.tail.config import TailConfig
 
 UNIT_EXP = {"s": 0, "ms": -3, "us": -6, "ns": -9}  # power of ten of a second
@@ -17,8 +18,8 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclasses.dataclass(frozen=True)
-class ProfileConfig:
-    """One pipeline: files -> (unwrap) -> parse -> aggregate per interval -> statsd / graphite.
+class ProfileSettings:
+    """One pipeline's processing: files -> (unwrap) -> parse -> aggregate per interval.
 
     Empty values ("" / None) are filled from `preset` when one is set (opsagent.processors
     .profile.presets); `effective()` returns the filled-in values. config/profile.example.toml
@@ -49,8 +50,6 @@ class ProfileConfig:
     relative_accuracy: float = 0.01  # sketch bound on percentile relative error (<= 0.01)
     max_sketch_buckets: int = 2048  # per series; bounds memory
     late_secs: float = 2.0  # `profile run`: an interval is sent this long after it ends
-    statsd: StatsdConfig | None = None
-    graphite: GraphiteConfig | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -75,8 +74,6 @@ class ProfileConfig:
         if self.late_secs < 0:
             raise ValueError(f"late_secs must be >= 0, got {self.late_secs}")
         self.tzinfo()  # raises ValueError naming time_zone
-        from opsagent.processors.profile.presets import effective
-
         effective(self)  # raises ValueError naming the key when the combination is incomplete
 
     def tzinfo(self) -> tzinfo:

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from opsagent.processors.profile.config import ProfileConfig
+
+class Keys(Protocol):
+    """The section effective() fills in (processors.profile.config.ProfileSettings; a protocol
+    here, as that module calls effective() to validate itself)."""
+
+    @property
+    def preset(self) -> str: ...
 
 # nginx `log_format timed '$remote_addr - $remote_user [$time_local] "$request" $status '
 #   '$body_bytes_sent "$http_referer" "$http_user_agent" $request_time';` (the "combined"
@@ -86,7 +91,7 @@ class Effective:
         return None
 
 
-def effective(cfg: ProfileConfig) -> Effective:
+def effective(cfg: Keys) -> Effective:
     """Fill the empty keys of `cfg` from its preset and check the result (ValueError naming
     the key)."""
     base: dict[str, object] = dict(PRESETS.get(cfg.preset, {}))

@@ -11,12 +11,12 @@ from collections.abc import Hashable, Mapping
 import prometheus_client
 
 from opsagent.processors.profile.aggregate import Aggregator, StatsSettings
-from opsagent.processors.profile.config import ProfileConfig
+from opsagent.processors.profile.config import ProfileSettings
 from opsagent.processors.profile.parse import Parser
 from opsagent.processors.profile.presets import effective
-from opsagent.processors.profile.samples import Interval
 from opsagent.processors.profile.timeparse import TimeBucketer, TimeParser
 from opsagent.processors.profile.unwrap import Unwrapper
+from opsagent.samples import Interval
 from opsagent.telemetry.registry import PerRegistry
 
 
@@ -49,7 +49,7 @@ _MAX_UNWRAPPERS = 4096
 
 
 class ProfileProcessor:
-    def __init__(self, cfg: ProfileConfig,
+    def __init__(self, cfg: ProfileSettings,
                  registry: prometheus_client.CollectorRegistry | None = None,
                  static_labels: tuple[str, ...] = ("node", "pod", "namespace"),
                  max_future_secs: float | None = None) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from opsagent.processors.profile.config import ProfileConfig
+from opsagent.processors.profile.config import ProfileSettings
 from opsagent.processors.profile.processor import ProfileProcessor
-from opsagent.processors.profile.samples import Interval
+from opsagent.samples import Interval
 
 
 def interval_json(iv: Interval) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def interval_json(iv: Interval) -> dict[str, Any]:
             "series_overflow": overflow}
 
 
-def pipeline_json(cfg: ProfileConfig, intervals: list[Interval],
+def pipeline_json(cfg: ProfileSettings, intervals: list[Interval],
                   proc: ProfileProcessor | None = None) -> dict[str, Any]:
     """One pipeline's statistics; with `proc`, its totals over the whole input too."""
     out: dict[str, Any] = {"pipeline": cfg.name, "interval_secs": cfg.interval_secs,

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from opsagent.clock import Clock
-from opsagent.processors.multiline import Line, MultilineJoiner
 from opsagent.sources.tail.config import TailConfig
 from opsagent.sources.tail.identity import HEAD_BYTES, FileKey, pread_exact
+from opsagent.sources.tail.multiline import Line, MultilineJoiner
 from opsagent.state.checkpoints import Checkpoint
 
 

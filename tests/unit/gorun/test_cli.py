@@ -101,8 +101,8 @@ def test_job_records_are_not_rate_limited_but_others_are() -> None:
     import io
     import logging
 
+    from gorun import logsetup as jsonlog
     from gorun.logfmt import exempt_job_records
-    from opsagent.telemetry import jsonlog
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     out = io.StringIO()

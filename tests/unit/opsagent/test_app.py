@@ -29,7 +29,7 @@ from opsagent.app import (
 )
 from opsagent.clock import FakeClock, SystemClock
 from opsagent.commands.agent import AgentLockHeld, lock_state_dir
-from opsagent.components import ForwardComponent
+from opsagent.components import ForwardComponent, ProfileComponent
 from opsagent.config import schema
 from opsagent.reload import Key
 from opsagent.telemetry.http import Health, TelemetryServer
@@ -85,6 +85,7 @@ class FakeComponent:
         self.started = False
         self.stopped_with: float | None = None
         self.dead = False
+        self.failed: BaseException | None = None
 
     def start(self) -> None:
         self.started = True
@@ -152,7 +153,7 @@ def test_start_builds_every_job_and_is_ready(setup: tuple[FakeAgent, Path, FakeC
     assert all(c.started for c in agent.built)
     assert agent.health.ready() == (True, "ok")
     # Node identity from the downward-API environment reaches the pipelines' effective config.
-    assert agent.components[("forward", "critical")].config[2] == (("node", "n1"),)
+    assert agent.fakes[("forward", "critical")].config.static_fields == (("node", "n1"),)
 
 
 def test_reload_restarts_only_the_changed_section(
@@ -166,7 +167,7 @@ def test_reload_restarts_only_the_changed_section(
     changed = ("profile", "shop")
     assert after[changed] is not before[changed]
     assert before[changed].stopped_with == DEADLINE      # drained before the new one started
-    assert after[changed].started and after[changed].config[0].interval_secs == 5
+    assert after[changed].started and after[changed].config.section.interval_secs == 5
     for key in before.keys() - {changed}:
         assert after[key] is before[key], key            # the same running object
         assert before[key].stopped_with is None, key
@@ -405,7 +406,7 @@ def test_forwarder_drain_fits_in_the_agent_deadline(tmp_path: Path, own: float, 
     comp = agent._build(key, wanted_components(cfg, {})[key])
     assert isinstance(comp, ForwardComponent)
     assert comp.pipeline.cfg.drain_timeout_secs == expected
-    assert comp.config.drain_timeout_secs == own      # what a reload compares is unchanged
+    assert comp.spec.section.drain_timeout_secs == own      # what a reload compares is unchanged
 
 
 def gauge(agent: Agent, name: str, labels: dict[str, str] | None = None) -> float | None:
@@ -665,7 +666,7 @@ def test_a_changed_cron_section_is_applied_in_place(
     path.write_text(with_second_crontab(tmp_path))
     assert agent.reload() is True
     assert agent.components[("cron", "crontabs")] is cron and cron.stopped_with is None
-    assert [tuple(s.crontabs) for s in cron.reconfigured] == [
+    assert [tuple(s.section.crontabs) for s in cron.reconfigured] == [
         (str(tmp_path / "crontab"), str(tmp_path / "second"))]
     assert len(agent.built) == 4                   # nothing rebuilt
     assert agent.health.ready() == (True, "ok")
@@ -725,3 +726,21 @@ def test_forwarders_are_listed_before_a_rotation_starts(tmp_path: Path, when: st
         path.write_text(text)
         assert agent.reload()
     assert ("forward", "critical") in agent.listed_at_start[("rotate", "apps")]
+
+
+def test_a_profile_component_reports_its_pipeline_thread(tmp_path: Path) -> None:
+    """alive() asks the pipeline (no reaching into its thread); stop returns within its time."""
+    path = tmp_path / "opsagent.toml"
+    path.write_text(config_text(tmp_path))
+    cfg = schema.load(str(path))
+    clock = SystemClock()
+    agent = Agent(str(path), cfg, clock=clock, registry=prometheus_client.CollectorRegistry(),
+                  health=Health(clock.monotonic), env={}, reaper=None)
+    key = ("profile", "shop")
+    comp = agent._build(key, wanted_components(cfg, {})[key])
+    assert isinstance(comp, ProfileComponent)
+    assert not comp.alive()
+    comp.start()
+    assert comp.alive() and comp.pipeline.alive()
+    assert comp.stop(10.0) is True
+    assert not comp.alive()

@@ -274,3 +274,30 @@ sasl_password = 98765432123
     assert lines == [f"{cfg}: forward[0].kafka.sasl_password: expected a string, got an "
                      "integer (not shown: secret key)"]
     assert "98765432123" not in "\n".join(lines)
+
+
+# What check-config must not load: the sending, reading and rotating machinery (and the
+# third-party clients behind it). Config types live in config-only modules for this.
+RUNTIME_MODULES = (
+    "opsagent.sinks.statsd", "opsagent.sinks.graphite", "opsagent.sinks.udp",
+    "opsagent.sinks.resolver", "opsagent.sources.tail.source", "opsagent.sources.tail.reader",
+    "opsagent.state.checkpoints", "opsagent.rotation.service", "opsagent.rotation.executor",
+    "opsagent.processors.profile.processor", "opsagent.pipelines.forward",
+    "opsagent.pipelines.profile", "statsd", "kafka", "watchdog",
+)
+
+
+def test_check_config_imports_no_runtime_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            "    from opsagent.cli import main\n"
+            f"    main(['check-config', {str(ROOT / 'config' / 'opsagent.example.toml')!r}])\n"
+            "print('\\n'.join(sorted(sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout.split()
+    assert "opsagent.config.schema" in out        # it did load and check the config
+    assert [m for m in RUNTIME_MODULES if m in out] == []

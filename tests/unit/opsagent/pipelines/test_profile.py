@@ -13,8 +13,8 @@ import prometheus_client
 from opsagent.clock import FakeClock
 from opsagent.config.loader import from_dict
 from opsagent.pipelines.profile import ProfilePipeline
-from opsagent.processors.profile.config import ProfileConfig
-from opsagent.processors.profile.samples import Interval
+from opsagent.pipelines.profile_config import ProfileConfig
+from opsagent.samples import Interval
 from opsagent.sources.tail import Batch, FileKey, Record
 from opsagent.state.checkpoints import decode
 
@@ -284,3 +284,39 @@ def test_a_line_cut_by_a_shutdown_counts_once_in_the_next_run(tmp_path: Path) ->
     assert samples(sink2, "requests") == {(("iface", "b"), ("pod", "")): 1}
     assert samples(sink2, "latency_sum")[(("iface", "b"), ("pod", ""))] == 42
     assert samples(sink2, "unparsed") == {}
+
+
+class StuckSource(FakeSource):
+    """A read that does not return until released (a hung filesystem)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5) -> list[Batch]:
+        self.entered.set()
+        self.release.wait(30.0)
+        return super().poll_batches(max_lines, timeout)
+
+
+def test_stop_honours_its_timeout_and_flushes_once_the_thread_ends() -> None:
+    clock = FakeClock(wall=1000.0)
+    src, sink = StuckSource(), FakeSink()
+    p = ProfilePipeline(cfg(), clock=clock, registry=prometheus_client.CollectorRegistry(),
+                        source=src, sinks=[sink])
+    assert not p.alive()
+    p.start(thread=True)
+    assert p.alive()
+    assert src.entered.wait(10.0)
+    src.feed(b"a|1")
+    assert p.stop(0.05) is False          # the read is stuck: gives up instead of hanging
+    assert p.alive() and not sink.closed and not src.stopped
+    src.release.set()
+    assert p.stop(10.0) is True           # the thread ended: everything flushed and closed
+    assert not p.alive() and sink.closed and src.stopped
+    assert [requests(iv) for iv in sink.sent] == [{(("iface", "a"), ("pod", "p")): 1}]
+    assert p.stop(1.0) is True            # again: nothing is sent twice
+    assert len(sink.sent) == 1

@@ -8,8 +8,9 @@ import prometheus_client
 import pytest
 
 from opsagent.clock import FakeClock
-from opsagent.processors.profile.samples import Interval, Sample
-from opsagent.sinks.graphite import GraphiteConfig, GraphiteSink, format_lines, segment
+from opsagent.samples import Interval, Sample
+from opsagent.sinks.graphite import GraphiteSink, format_lines, segment
+from opsagent.sinks.graphite_config import GraphiteConfig
 
 
 def test_paths_labels_as_segments_le_and_reason_after_the_stat() -> None:

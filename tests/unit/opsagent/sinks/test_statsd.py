@@ -7,7 +7,7 @@ import prometheus_client
 import pytest
 
 from opsagent.clock import FakeClock
-from opsagent.processors.profile.samples import Interval, Sample
+from opsagent.samples import Interval, Sample
 from opsagent.sinks.resolver import Address
 from opsagent.sinks.statsd import (
     StatsdConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsagent.config.loader import from_dict
-from opsagent.processors.profile.config import ProfileConfig
+from opsagent.pipelines.profile_config import ProfileConfig
 
 
 def profile(**keys: Any) -> ProfileConfig:

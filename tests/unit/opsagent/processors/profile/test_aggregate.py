@@ -8,7 +8,7 @@ import pytest
 from opsagent.processors.profile.aggregate import parse_time
 from opsagent.processors.profile.config import percentile_name
 from opsagent.processors.profile.processor import ProfileProcessor
-from opsagent.processors.profile.samples import Interval, Sample
+from opsagent.samples import Interval, Sample
 
 from .helpers import profile
 

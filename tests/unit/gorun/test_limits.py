@@ -6,7 +6,7 @@ import sys
 
 CHILD = """
 import resource
-from opsagent.process_limits import raise_nofile_limit
+from gorun.limits import raise_nofile_limit
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
 print(raise_nofile_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
@@ -23,7 +23,7 @@ def test_the_soft_open_files_limit_is_lifted_to_the_hard_one() -> None:
 
 
 def test_a_limit_already_at_the_hard_one_is_left_alone() -> None:
-    code = ("import resource\nfrom opsagent.process_limits import raise_nofile_limit\n"
+    code = ("import resource\nfrom gorun.limits import raise_nofile_limit\n"
             "s, h = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))\n"
             "after = raise_nofile_limit()\n"

@@ -4,7 +4,8 @@ Every long-running command needs more than the usual soft limit of 1024 descript
 node: gorun holds two or three pipes per running or prestarted job, rotation holds one descriptor
 per watched directory during a pass, the tail source keeps one per followed file (and deleted
 files within their budget). Running out is never silent (each failed open is logged and counted),
-but it should not happen at 1024 when the hard limit allows far more.
+but it should not happen at 1024 when the hard limit allows far more. Used by both `gorun` and
+`opsagent` (which depends on gorun, never the reverse).
 """
 
 from __future__ import annotations

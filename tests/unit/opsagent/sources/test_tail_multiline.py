@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from opsagent.clock import FakeClock
-from opsagent.processors.multiline import Line, MultilineJoiner
 from opsagent.sources.tail.config import MultilineConfig
+from opsagent.sources.tail.multiline import Line, MultilineJoiner
 
 
 def as_lines(*texts: bytes, start: int = 0) -> list[Line]:

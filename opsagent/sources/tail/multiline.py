@@ -1,15 +1,13 @@
 """Multiline joining: groups consecutive lines of one file into one record (Java stack traces),
-keeping byte spans so a joined record can be acknowledged like a line."""
+keeping byte spans so a joined record can be acknowledged like a line. A source-side utility:
+the tail reader joins as it reads, so a joined record is acknowledged and checkpointed whole."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from opsagent.clock import Clock
-
-if TYPE_CHECKING:  # the tail package imports this module: no import cycle at run time
-    from opsagent.sources.tail.config import MultilineConfig
+from opsagent.sources.tail.config import MultilineConfig
 
 # One line or joined group: (start, end, data, truncated).
 Line = tuple[int, int, bytes, bool]

@@ -1,4 +1,7 @@
-"""The statistics a pipeline hands to its sinks: intervals of named, labelled samples."""
+"""The statistics a profile pipeline hands to its sinks: intervals of named, labelled samples.
+
+Below every layer (like clock.py and errors.py): processors produce these and sinks consume
+them, and neither may import the other's layer upward (docs/architecture.md)."""
 
 from __future__ import annotations
 
