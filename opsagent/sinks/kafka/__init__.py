@@ -5,7 +5,8 @@ acknowledged file offsets reported back (docs/kafka.md).
     records.py     OutRecord, SinkFull / SinkClosed, the backoff rule, per-record bookkeeping
     config.py      KafkaSinkConfig (the `[forward.kafka]` table)
     errors.py      classify(): every client failure sorted into retriable / reject / fatal
-    producer.py    the Producer seam and create_producer (the backend `client` names)
+    producer.py    the Producer seam
+    factory.py     create_producer (the backend `client` names)
     kafka_python.py, kafka_python_partition.py   the kafka-python backend
     connect.py     producers created off the caller's thread (stop never waits for one)
     deadletter.py  records Kafka can never accept, metrics.py  its Prometheus metrics

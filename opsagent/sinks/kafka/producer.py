@@ -1,5 +1,5 @@
 """The seam between the Kafka sink and a Kafka client library: the small `Producer` interface
-the sink (and its tests' fakes) use, and `create_producer`, which builds the one chosen by
+the sink (and its tests' fakes) use. `factory.create_producer` builds the one chosen by
 `forward.kafka.client` (kafka_python.py or librdkafka.py)."""
 
 from __future__ import annotations
@@ -51,15 +51,3 @@ def read_password(cfg: KafkaSinkConfig) -> str:
     except OSError as e:
         raise FatalError(f"kafka: cannot read sasl_password_file {cfg.sasl_password_file}: "
                          f"{e.strerror}") from e
-
-
-
-def create_producer(cfg: KafkaSinkConfig) -> Producer:
-    """The default ProducerFactory: the backend `cfg.client` names (imported only then)."""
-    if cfg.client == "librdkafka":
-        from opsagent.sinks.kafka.librdkafka import create_librdkafka_producer
-
-        return create_librdkafka_producer(cfg)
-    from opsagent.sinks.kafka.kafka_python import create_kafka_python_producer
-
-    return create_kafka_python_producer(cfg)

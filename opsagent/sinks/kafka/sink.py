@@ -32,8 +32,9 @@ from opsagent.sinks.kafka.config import KafkaSinkConfig
 from opsagent.sinks.kafka.connect import Connector, ThreadConnector
 from opsagent.sinks.kafka.deadletter import DeadLetterFile, DeadLetters
 from opsagent.sinks.kafka.errors import Kind, classify
+from opsagent.sinks.kafka.factory import create_producer
 from opsagent.sinks.kafka.metrics import KafkaMetrics
-from opsagent.sinks.kafka.producer import Producer, ProducerFactory, create_producer
+from opsagent.sinks.kafka.producer import Producer, ProducerFactory
 from opsagent.sinks.kafka.records import (
     Completion,
     Entry,
