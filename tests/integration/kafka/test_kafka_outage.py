@@ -50,8 +50,10 @@ def test_sigterm_while_connection_attempts_fail_keeps_the_drain_deadline(
     agent = Agent(cfg, tmp_path / "agent.log")
     agent.start()
     try:
-        wait_for(lambda: any(r.get("msg") == "forwarding" for r in agent.log_records()), 60,
-                 "the agent to start its pipeline")
+        # The outage line is logged once records have waited 5 s on the attempt still running:
+        # the SIGTERM below lands inside that attempt.
+        wait_for(lambda: kafka_lines(agent, "kafka unreachable"), 60,
+                 "the agent to report the outage while its connection attempt runs")
         # The generous bound only separates "keeps the 2 s drain" from "waits for the 10 min
         # attempt"; it is no performance check.
         assert agent.terminate(timeout=120) == 0, agent.log_tail()
