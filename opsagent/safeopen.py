@@ -54,10 +54,13 @@ class UnsafeFile(Exception):
 
 
 def check_regular(name: str, st: os.stat_result, dir_dev: int | None) -> None:
-    """A regular file with one link (on `dir_dev` unless None), else UnsafeFile."""
+    """A regular file with at most one link (on `dir_dev` unless None), else UnsafeFile.
+
+    No link at all is accepted: the file was deleted after we opened it, and a link count of
+    0 is final (an unlinked inode cannot be linked again), so no outside name can reach it."""
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFile(name, "is not a regular file", "not_regular")
-    if st.st_nlink != 1:
+    if st.st_nlink > 1:
         raise UnsafeFile(name, "has more than one hard link", "hard_link")
     if dir_dev is not None and st.st_dev != dir_dev:
         raise UnsafeFile(name, "is on another device", "other_device")
@@ -105,7 +108,8 @@ def _open_as_owner(dir_fd: int, name: str, flags: int, dir_dev: int | None,
             raise UnsafeFile(name, "is a symlink", "symlink")
         check_regular(name, st, dir_dev)
         check_owner(name, st, uid)
-        _check_still_linked(dir_fd, pfd, name)
+        if st.st_nlink:   # deleted meanwhile (0 links, final): no name to check
+            _check_still_linked(dir_fd, pfd, name)
         fd = _reopen(pfd, name, flags)
     finally:
         os.close(pfd)
