@@ -8,7 +8,8 @@ rules that fire because time passed; each gives its deadline here:
 - a partial last line is emitted partial_line_timeout_secs after the file stopped growing
   (not for holding sources: they wait for the newline);
 - a multiline group is flushed flush_timeout_secs after its last line (MultilineJoiner.due_at);
-- a file renamed out of the globs is closed rotated_file_idle_secs after it stopped growing;
+- a file renamed out of the globs is polled until it is closed (rotated_file_idle_secs after it
+  stopped growing): its new directory may have no watch;
 - a deleted file still open is abandoned deleted_file_max_secs after its deletion;
 - checkpoints of files found at start but missing are kept until `orphans_until`.
 The periodic rescan (rescan_interval_secs) and the checkpoint save are the caller's own.
@@ -66,7 +67,10 @@ def next_due(files: Iterable[DueState], now: float, cfg: TailConfig, *,
         if f.deleted_at is not None:
             at(f.deleted_at + cfg.deleted_file_max_secs)
         elif f.rotated_out:
-            at(f.last_growth + cfg.rotated_file_idle_secs)
+            # Renamed out of the globs, maybe into a directory nobody watches: the writer's
+            # last lines there may make no event. Polled (the caller's short timeout) until it
+            # is closed, rotated_file_idle_secs after it stopped growing.
+            return now
         if (f.buf or f.skipping) and not hold_partial:
             at(f.last_growth + cfg.partial_line_timeout_secs)
         j = f.joiner

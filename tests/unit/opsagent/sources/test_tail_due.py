@@ -50,11 +50,11 @@ class F:
     ([F(buf=b"par")], False, 105.0),                            # partial line timeout
     ([F(buf=b"par")], True, None),                              # holding source waits
     ([F(skipping=True)], False, 105.0),                         # over-long line at EOF
-    ([F(rotated_out=True)], False, 160.0),                      # rotated file idle close
+    ([F(rotated_out=True)], False, 120.0),                      # rotated out: polled
     ([F(deleted_at=110.0)], False, 3710.0),                     # deleted file abandoned
     ([F(joiner=Joiner(True, 102.0))], False, 102.0),            # multiline group flush
     ([F(joiner=Joiner(False, None))], False, None),
-    ([F(rotated_out=True), F(buf=b"x", last_growth=90.0)], False, 95.0),   # the earliest
+    ([F(deleted_at=110.0), F(buf=b"x", last_growth=90.0)], False, 95.0),   # the earliest
 ], ids=["none", "quiet", "closed", "ready", "unread", "partial", "partial-held", "skipping",
         "rotated", "deleted", "multiline", "multiline-empty", "earliest"])
 def test_next_due(files: list[F], hold: bool, due: float | None) -> None:
