@@ -137,7 +137,11 @@ class Matcher:
     def matches(self, path: str) -> bool:
         if not self._inc.match(path):
             return False
-        return self._exc is None or not self._exc.match(path)
+        return not self.excluded(path)
+
+    def excluded(self, path: str) -> bool:
+        """Whether an exclude pattern matches `path` (whatever the include patterns say)."""
+        return self._exc is not None and self._exc.match(path) is not None
 
     def root_of(self, path: str) -> str | None:
         """The deepest configured root containing `path`."""

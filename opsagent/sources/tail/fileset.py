@@ -23,6 +23,7 @@ from opsagent.sources.tail.identity import (
     hash_bytes,
     matches_checkpoint,
     pread_exact,
+    starts_as_fingerprinted,
 )
 from opsagent.sources.tail.metadata import PathFields
 from opsagent.sources.tail.metrics import TailMetrics
@@ -237,15 +238,18 @@ class FileSet:
                 pass
             if path is None:
                 path = find_by_inode(os.path.dirname(cp.path), cp.dev, cp.ino)
-            if path is None:
-                continue
+            if path is None or self._matcher.excluded(path):
+                continue   # excluded (an archive): never read, whatever its inode
             try:
                 fd, st = open_beneath(root, path)
             except OSError:
                 continue
             try:
+                # The inode may have been reused: the content must be the checkpointed file's,
+                # from its first bytes (the fingerprint) to those before the saved offset.
                 ok = (st.st_dev, st.st_ino) == ident and matches_checkpoint(
-                    fd, st.st_size, cp.offset, cp.head_hash, cp.tail_hash)
+                    fd, st.st_size, cp.offset, cp.head_hash, cp.tail_hash
+                ) and starts_as_fingerprinted(fd, cp.fingerprint)
             except OSError:
                 ok = False
             if not ok:

@@ -66,6 +66,16 @@ def tail_hash(fd: int, offset: int) -> str:
     return hash_bytes(pread_exact(fd, offset - start, start))
 
 
+def starts_as_fingerprinted(fd: int, fp: str) -> bool:
+    """Whether the file still begins with the bytes its fingerprint was taken of. The
+    fingerprint covered the first HEAD_BYTES, or fewer if the file was shorter then, and the
+    length was not kept: any prefix length may be it (at most HEAD_BYTES + 1 hashes of at
+    most HEAD_BYTES bytes). A file that reused the inode almost never passes; a checkpoint at
+    offset 0 is otherwise no content check at all (chaos seed 636241)."""
+    head = pread_exact(fd, HEAD_BYTES, 0)
+    return any(hash_bytes(head[:n]) == fp for n in range(len(head), -1, -1))
+
+
 def matches_checkpoint(fd: int, size: int, offset: int, head: str, tail: str) -> bool:
     """Whether an open file is the one a checkpoint at `offset` was taken of: long enough, and
     the same first bytes and bytes just before the offset (else: inode reuse or rewrite)."""
