@@ -24,6 +24,7 @@ PODS = ("pod-a", "pod-b")
 class Settings:
     """The agent's settings for the run (small, so that every cap is reached) and the load."""
 
+    client: str = "librdkafka"           # forward.kafka.client: the producer backend
     writers: int = 4
     lines_per_sec: float = 60.0          # per writer
     partial_prob: float = 0.08           # per batch of 5 lines: the last one in two pieces
@@ -64,7 +65,8 @@ def config_text(root: Path, state: Path, http_port: int, bootstrap: str, topic: 
             "read_chunk_bytes": s.read_chunk_bytes,
             "max_read_ahead_bytes": s.max_read_ahead_bytes,
             "rotated_file_idle_secs": 3.0}
-    kafka = {"bootstrap_servers": [bootstrap], "topic": topic, "linger_ms": 5,
+    kafka = {"bootstrap_servers": [bootstrap], "topic": topic, "client": s.client,
+             "linger_ms": 5,
              "max_inflight_bytes": s.max_inflight_bytes,
              "delivery_timeout_ms": s.delivery_timeout_ms,
              "request_timeout_ms": s.request_timeout_ms, "connect_timeout_ms": 2000,

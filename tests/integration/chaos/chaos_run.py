@@ -20,7 +20,7 @@ from tests.integration.chaos.chaos_agent import (
     checkpoint_offsets,
     config_text,
 )
-from tests.integration.chaos.chaos_plan import Step
+from tests.integration.chaos.chaos_plan import Step, replay_command
 from tests.integration.chaos.chaos_writers import AppWriter, FileRec, Registry
 
 
@@ -100,7 +100,7 @@ class ChaosRun:
     # -- the phases -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.log(f"seed {self.seed}: writers start, agent starts")
+        self.log(f"seed {self.seed}, backend {self.s.client}: writers start, agent starts")
         self.agent_should_run = True
         for w in self.writers:
             w.start()
@@ -329,8 +329,8 @@ class ChaosRun:
         agent_lines = [ln for ln in self.agent.log_path.read_text(errors="replace").splitlines()
                        if any(f'/{n}"' in ln or f'/{n}.zst"' in ln for n in names)]
         return "\n".join([
-            f"chaos seed {self.seed} (replay: pytest tests/integration/chaos "
-            f"--chaos-seed {self.seed})",
+            f"chaos seed {self.seed}, backend {self.s.client} "
+            f"(replay: {replay_command(self.seed, self.s.client)})",
             verdict_text, extra,
             "files involved:", *hist,
             "agent log lines naming their files:", *agent_lines[:60],
