@@ -108,6 +108,5 @@ def test_no_line_lost_under_combined_faults(
     if not problems:
         print(f"chaos seed {chaos_seed}, backend {kafka_client}: {verdict.summary()}; "
               f"duplicate bound {bound} ({how}); {sum(expected.values())} lines in "
-              f"{len(expected)} files; {len(run.kills_ms)} SIGKILLs, {run.terms} SIGTERMs, "
-              f"{len(run.outages)} broker outages")
+              f"{len(expected)} files; faults: {run.fault_summary()}")
     assert not problems, run.report(text, fids)
