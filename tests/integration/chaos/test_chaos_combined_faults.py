@@ -103,7 +103,10 @@ def test_no_line_lost_under_combined_faults(
     fids = set(verdict.missing) | set(verdict.allowed_missing)
     text = "\n".join([f"CHAOS FAILURE (seed {chaos_seed}, backend {kafka_client}): "
                       + "; ".join(problems),
-                      verdict.summary(), verdict.details(), f"duplicate bound {bound}: {how}",
+                      verdict.summary(), verdict.details(),
+                      *(f"  MALFORMED record from {reader.odd.get(v, '?')}"
+                        for v in verdict.malformed_samples),
+                      f"duplicate bound {bound}: {how}",
                       "agent metrics before SIGTERM:", *metrics])
     if not problems:
         print(f"chaos seed {chaos_seed}, backend {kafka_client}: {verdict.summary()}; "
