@@ -11,9 +11,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from opsagent.state.checkpoints import decode
 from tests.fixtures.services import ROOT
+from tests.integration.chaos.chaos_writers import LINE_PAD
+from tests.integration.kafka import forward_oracle as oracle
 from tests.integration.kafka.forward_harness import OPSAGENT, Agent, toml_table, toml_value
 
 PIPELINE = "crit"
@@ -24,6 +27,7 @@ PODS = ("pod-a", "pod-b")
 class Settings:
     """The agent's settings for the run (small, so that every cap is reached) and the load."""
 
+    client: str = "librdkafka"           # forward.kafka.client: the producer backend
     writers: int = 4
     lines_per_sec: float = 60.0          # per writer
     partial_prob: float = 0.08           # per batch of 5 lines: the last one in two pieces
@@ -64,7 +68,8 @@ def config_text(root: Path, state: Path, http_port: int, bootstrap: str, topic: 
             "read_chunk_bytes": s.read_chunk_bytes,
             "max_read_ahead_bytes": s.max_read_ahead_bytes,
             "rotated_file_idle_secs": 3.0}
-    kafka = {"bootstrap_servers": [bootstrap], "topic": topic, "linger_ms": 5,
+    kafka = {"bootstrap_servers": [bootstrap], "topic": topic, "client": s.client,
+             "linger_ms": 5,
              "max_inflight_bytes": s.max_inflight_bytes,
              "delivery_timeout_ms": s.delivery_timeout_ms,
              "request_timeout_ms": s.request_timeout_ms, "connect_timeout_ms": 2000,
@@ -125,7 +130,8 @@ class RunAgent(Agent):
 
 
 class TopicReader:
-    """Reads the topic incrementally from the beginning: values and CreateTime per partition."""
+    """Reads the topic incrementally from the beginning: values and CreateTime per partition,
+    and where the first records that are not a whole generated line came from (`odd`)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         from kafka import KafkaConsumer, TopicPartition
@@ -145,6 +151,17 @@ class TopicReader:
         self.consumer.seek_to_beginning(*self.tps)
         self.values: dict[int, list[bytes]] = {tp.partition: [] for tp in self.tps}
         self.timestamps: list[int] = []
+        self.odd: dict[bytes, str] = {}   # value -> partition, offset, key, headers
+
+    def _note_odd(self, r: Any) -> None:
+        parsed = oracle.parse(r.value)
+        if parsed is not None and r.value == oracle.line(*parsed, LINE_PAD)[:-1]:
+            return
+        if len(self.odd) < 50:
+            headers = ", ".join(f"{k}={(v or b'').decode(errors='replace')}"
+                                for k, v in r.headers)
+            self.odd.setdefault(r.value, f"partition {r.partition} offset {r.offset} key "
+                                         f"{r.key!r} CreateTime {r.timestamp}; {headers}")
 
     def catch_up(self, timeout: float = 60.0) -> None:
         end = self.consumer.end_offsets(self.tps)
@@ -156,6 +173,7 @@ class TopicReader:
                 for r in records:
                     self.values[tp.partition].append(r.value)
                     self.timestamps.append(r.timestamp)
+                    self._note_odd(r)
 
     def close(self) -> None:
         self.consumer.close()

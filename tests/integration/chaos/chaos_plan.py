@@ -123,3 +123,9 @@ def describe(plan: list[Step], indent: str = "") -> list[str]:
         out.append(indent + s.describe())
         out.extend(describe(list(s.during), indent + "    "))
     return out
+
+
+def replay_command(seed: int, client: str | None) -> str:
+    """The command that runs seed `seed` again (against backend `client` only, if named)."""
+    cmd = f"pytest tests/integration/chaos --chaos-seed {seed}"
+    return cmd if client is None else f"OPSAGENT_TEST_KAFKA_CLIENTS={client} {cmd}"

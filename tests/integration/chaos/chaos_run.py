@@ -8,6 +8,7 @@ import os
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from tests.fixtures.kafka import KafkaBroker
@@ -20,7 +21,7 @@ from tests.integration.chaos.chaos_agent import (
     checkpoint_offsets,
     config_text,
 )
-from tests.integration.chaos.chaos_plan import Step
+from tests.integration.chaos.chaos_plan import KINDS, Step, replay_command
 from tests.integration.chaos.chaos_writers import AppWriter, FileRec, Registry
 
 
@@ -45,6 +46,7 @@ class ChaosRun:
         self.may_lose_from: dict[str, int] = {}
         self.deleted_while_up: list[tuple[FileRec, int]] = []   # (file, seq count) to settle
         self.renames = 0
+        self.faults: Counter[str] = Counter()   # fault kind -> times done (skipped ones not)
         self.terms = 0
         self.problems: list[str] = []   # found while the faults run (exit codes)
         self.agent_should_run = False
@@ -73,6 +75,14 @@ class ChaosRun:
     def log(self, what: str) -> None:
         self.timeline.append(f"{self.now():7.1f}s {what}")
 
+    def done(self, kind: str, what: str) -> None:
+        self.faults[kind] += 1
+        self.log(what)
+
+    def fault_summary(self) -> str:
+        """"agent_kill 7, broker_outage 1, ...": the faults this run did, by kind."""
+        return ", ".join(f"{k} {self.faults[k]}" for k in KINDS if self.faults[k]) or "none"
+
     def allow_loss(self, rec: FileRec, first_seq: int, why: str) -> None:
         fid = rec.copy_of or rec.fid
         if first_seq < rec.lines:
@@ -100,7 +110,7 @@ class ChaosRun:
     # -- the phases -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.log(f"seed {self.seed}: writers start, agent starts")
+        self.log(f"seed {self.seed}, backend {self.s.client}: writers start, agent starts")
         self.agent_should_run = True
         for w in self.writers:
             w.start()
@@ -151,13 +161,13 @@ class ChaosRun:
         elif step.kind == "rename":
             self.renames += 1
             w = self.writers[step.target]
-            self.log(f"rename: {w.rename_rotate(f'{w.path.name}.t{self.renames}')}")
+            self.done("rename", f"rename: {w.rename_rotate(f'{w.path.name}.t{self.renames}')}")
         elif step.kind == "copytruncate":
             self.renames += 1
             w = self.writers[step.target]
             what, copied = w.copytruncate(f"app{w.idx}-ct{self.renames}.log")
             self.copy_lines += copied
-            self.log(f"copytruncate: {what}")
+            self.done("copytruncate", f"copytruncate: {what}")
         elif step.kind == "rename_again":
             self.rename_again(step.pick)
         elif step.kind == "delete":
@@ -175,7 +185,8 @@ class ChaosRun:
         if step.kind == "agent_kill":
             self.agent.kill()
             self.kills_ms.append(int(time.time() * 1000))
-            self.log(f"agent SIGKILLed (run {self.agent.runs}); down for {step.secs:.1f}s")
+            self.done("agent_kill",
+                      f"agent SIGKILLed (run {self.agent.runs}); down for {step.secs:.1f}s")
         else:
             # SIGTERM before the agent installed its handlers (while Python imports) ends it
             # like a SIGKILL with exit -15: not the drain this step is about. Bounded wait.
@@ -191,8 +202,8 @@ class ChaosRun:
                 self.problems.append(f"agent run {self.agent.runs} did not exit within "
                                      f"{self.s.drain_deadline_secs + 30:.0f}s of SIGTERM")
             self.terms += 1
-            self.log(f"agent SIGTERM (run {self.agent.runs}): exit {rc}; down for "
-                     f"{step.secs:.1f}s")
+            self.done("agent_term", f"agent SIGTERM (run {self.agent.runs}): exit {rc}; down "
+                                    f"for {step.secs:.1f}s")
             if rc not in (0, -9):
                 self.problems.append(f"agent run {self.agent.runs} exited {rc} on SIGTERM")
         self.settle_deleted_after_kill()
@@ -206,8 +217,8 @@ class ChaosRun:
     def broker_outage(self, step: Step) -> None:
         self.broker.kill()
         self.outages.append(step.secs)
-        self.log(f"broker SIGKILLed for {step.secs:.1f}s "
-                 f"(delivery_timeout_ms {self.s.delivery_timeout_ms})")
+        self.done("broker_outage", f"broker SIGKILLed for {step.secs:.1f}s "
+                                   f"(delivery_timeout_ms {self.s.delivery_timeout_ms})")
         start = self.now()
         self.execute(list(step.during), base=start)
         self.sleep_until(start + step.secs)
@@ -243,7 +254,7 @@ class ChaosRun:
         new = path.with_name(path.name + ".old")
         os.rename(path, new)
         self.registry.note(rec, f"renamed again by the test to {new.name}")
-        self.log(f"rename_again: {path.name} ({rec.fid}) -> {new.name}")
+        self.done("rename_again", f"rename_again: {path.name} ({rec.fid}) -> {new.name}")
 
     def delete(self, pick: float) -> None:
         """Delete a rotated file. While the agent runs only one that existed for two rescan
@@ -265,8 +276,8 @@ class ChaosRun:
         lines = st.st_size // rec.line_len
         self.registry.note(rec, f"deleted by the test ({path.name}, {st.st_size} bytes, agent "
                                 f"{'running' if up else 'down'})")
-        self.log(f"delete: {path.name} ({rec.fid}, {lines} lines) with the agent "
-                 f"{'running' if up else 'down'}")
+        self.done("delete", f"delete: {path.name} ({rec.fid}, {lines} lines) with the agent "
+                            f"{'running' if up else 'down'}")
         if up:
             self.deleted_while_up.append((rec, lines))
         else:
@@ -329,9 +340,9 @@ class ChaosRun:
         agent_lines = [ln for ln in self.agent.log_path.read_text(errors="replace").splitlines()
                        if any(f'/{n}"' in ln or f'/{n}.zst"' in ln for n in names)]
         return "\n".join([
-            f"chaos seed {self.seed} (replay: pytest tests/integration/chaos "
-            f"--chaos-seed {self.seed})",
-            verdict_text, extra,
+            f"chaos seed {self.seed}, backend {self.s.client} "
+            f"(replay: {replay_command(self.seed, self.s.client)})",
+            verdict_text, extra, f"faults done: {self.fault_summary()}",
             "files involved:", *hist,
             "agent log lines naming their files:", *agent_lines[:60],
             "fault timeline (seconds since start):", *self.timeline,

@@ -192,9 +192,16 @@ class AppWriter(threading.Thread):
     def rename_rotate(self, new_name: str) -> str:
         """Rename the log away and reopen at once (an app told to reopen by the hook)."""
         with self.lock:
-            self._reopen_if_rotated()   # the agent may have rotated it a moment ago
-            assert self.cur is not None
-            os.rename(self.path, self.path.with_name(new_name))
+            for attempt in range(3):
+                self._reopen_if_rotated()   # the agent may have rotated it a moment ago
+                try:
+                    os.rename(self.path, self.path.with_name(new_name))
+                    break
+                except FileNotFoundError:
+                    # The agent's own rotation renamed it between the check and the rename
+                    # (seed 636241): reopen like the app would, and rename the new file.
+                    if attempt == 2:
+                        raise
             st = os.stat(self.path.with_name(new_name))
             rec = self.registry.at_inode(st.st_dev, st.st_ino)
             what = f"renamed by the test to {new_name}"
@@ -211,7 +218,9 @@ class AppWriter(threading.Thread):
             assert self.cur is not None
             rec = self.cur
             tmp = self.path.with_name(f"ct-tmp-{self.idx}")   # outside every glob
-            with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+            # Copied and truncated through the writer's own file (as logrotate does through
+            # the fd it opened): the agent's rotation may rename the log meanwhile.
+            with open(f"/proc/self/fd/{self.fd}", "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
                 dst.flush()
                 os.fsync(dst.fileno())
@@ -221,7 +230,7 @@ class AppWriter(threading.Thread):
             copy = FileRec(rec.fid, self.idx, st.st_dev, st.st_ino, rec.line_len,
                            lines=size // rec.line_len, copy_of=rec.fid)
             self.registry.add(copy, f"copy of {rec.fid} ({copy.lines} lines) as {copy_name}")
-            os.truncate(self.path, 0)
+            os.ftruncate(self.fd, 0)
             self.registry.note(rec, f"copied to {copy_name} and truncated at {rec.lines} lines")
             self.truncated.append(rec.fid)
             # The same inode now holds a new generation: a new fid from byte 0.

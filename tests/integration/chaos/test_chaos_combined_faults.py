@@ -7,11 +7,14 @@ size rotation, compression and quota deletions. Then a consumer checks docs/deli
 promise: no line missing but those the docs allow, every record one whole line, per-file order
 of first occurrences, duplicates within the documented bound.
 
-The seed is printed at the start and in every failure message; `--chaos-seed N` replays it,
-`--chaos-minutes M` makes a long release run (docs/testing.md, "Chaos suite")."""
+It runs once per producer backend (`kafka_client`: forward.kafka.client = "kafka-python" and
+"librdkafka"; conftest.py), each against a broker of its own. The seed and the backend are
+printed at the start and in every failure message; `--chaos-seed N` replays it,
+`--chaos-minutes M` makes a long release run (docs/testing.md, "The chaos suite")."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,9 +37,9 @@ METRICS = ("opsagent_tail_truncation_lost_bytes_total", "opsagent_tail_abandoned
 
 
 def test_no_line_lost_under_combined_faults(
-        chaos_seed: int, chaos_secs: float,
+        chaos_seed: int, chaos_secs: float, kafka_client: str,
         kafka_broker_factory: Callable[..., KafkaBroker], tmp_path: Path) -> None:
-    settings = Settings()
+    settings = dataclasses.replace(Settings(), client=kafka_client)
     broker = kafka_broker_factory(sasl_plain=False)
     broker.create_topic(TOPIC, partitions=3)
     plan = make_plan(chaos_seed, chaos_secs, writers=settings.writers,
@@ -69,7 +72,8 @@ def test_no_line_lost_under_combined_faults(
         run.log(f"agent SIGTERM: exit {rc}")
         reader.catch_up()
     except Exception as e:   # the seed and the timeline in every failure message
-        raise AssertionError(run.report(f"CHAOS ERROR (seed {chaos_seed}): {e!r}", set())) from e
+        raise AssertionError(run.report(
+            f"CHAOS ERROR (seed {chaos_seed}, backend {kafka_client}): {e!r}", set())) from e
     finally:
         run.agent.stop_quietly()
         run.stop_tracking()
@@ -97,10 +101,15 @@ def test_no_line_lost_under_combined_faults(
     if rc != 0:
         problems.append(f"agent exited {rc} on SIGTERM")
     fids = set(verdict.missing) | set(verdict.allowed_missing)
-    text = "\n".join([f"CHAOS FAILURE (seed {chaos_seed}): " + "; ".join(problems),
-                      verdict.summary(), verdict.details(), f"duplicate bound {bound}: {how}",
+    text = "\n".join([f"CHAOS FAILURE (seed {chaos_seed}, backend {kafka_client}): "
+                      + "; ".join(problems),
+                      verdict.summary(), verdict.details(),
+                      *(f"  MALFORMED record from {reader.odd.get(v, '?')}"
+                        for v in verdict.malformed_samples),
+                      f"duplicate bound {bound}: {how}",
                       "agent metrics before SIGTERM:", *metrics])
     if not problems:
-        print(f"chaos seed {chaos_seed}: {verdict.summary()}; duplicate bound {bound} ({how}); "
-              f"{sum(expected.values())} lines in {len(expected)} files")
+        print(f"chaos seed {chaos_seed}, backend {kafka_client}: {verdict.summary()}; "
+              f"duplicate bound {bound} ({how}); {sum(expected.values())} lines in "
+              f"{len(expected)} files; faults: {run.fault_summary()}")
     assert not problems, run.report(text, fids)

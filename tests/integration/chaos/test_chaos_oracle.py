@@ -1,14 +1,17 @@
 """The chaos suite's own pure parts, without a broker: the oracle fails on each kind of broken
-promise (so the chaos test can fail), and the plan is a function of the seed with every fault."""
+promise (so the chaos test can fail), the plan is a function of the seed with every fault, and
+the test runs against every producer backend."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.integration.chaos.chaos_oracle import DupLimits, duplicate_bound, judge, ranges
-from tests.integration.chaos.chaos_plan import KINDS, Step, make_plan
+from tests.integration.chaos.chaos_plan import KINDS, Step, make_plan, replay_command
 from tests.integration.chaos.chaos_writers import LINE_PAD
+from tests.integration.chaos.conftest import backends
 from tests.integration.kafka import forward_oracle as oracle
+from tests.integration.kafka.forward_harness import CLIENTS
 
 
 def rec(fid: str, seq: int) -> bytes:
@@ -84,3 +87,17 @@ def test_one_fragment_per_truncation_is_allowed() -> None:
     v = judge({0: values}, {"a": 3}, {}, {"a": 1})
     assert (v.malformed, v.fragments, v.lost) == (1, {"a": 1}, 0), v.details()
     assert judge({0: values}, {"a": 3}, {}, {"b": 2}).malformed == 2
+
+
+def test_the_chaos_test_runs_once_per_backend_unless_narrowed() -> None:
+    assert backends("") == list(CLIENTS) == ["kafka-python", "librdkafka"]
+    assert backends(" librdkafka ,") == ["librdkafka"]
+    with pytest.raises(pytest.UsageError, match="unknown.*'kafka'"):
+        backends("librdkafka,kafka")
+
+
+def test_the_replay_command_names_the_backend() -> None:
+    assert replay_command(412337, "kafka-python") == (
+        "OPSAGENT_TEST_KAFKA_CLIENTS=kafka-python pytest tests/integration/chaos "
+        "--chaos-seed 412337")
+    assert replay_command(7, None) == "pytest tests/integration/chaos --chaos-seed 7"
