@@ -28,6 +28,7 @@ from opsagent.errors import FatalError, RetriableError
 from opsagent.pipelines.forward_config import ForwardConfig
 from opsagent.pipelines.forward_lag import forward_lag
 from opsagent.sinks.kafka import OutRecord, SinkClosed, SinkFull
+from opsagent.sinks.kafka.records import record_size
 from opsagent.sources.tail import FileKey, Record
 from opsagent.telemetry.registry import PerRegistry
 
@@ -155,32 +156,50 @@ class ForwardPipeline:
     def build(self, records: Sequence[Record], timestamp_ms: int) -> list[OutRecord]:
         """Kafka records for source records: key = file identity (one file -> one partition),
         value = line (or JSON envelope), headers = fields + file + offset + timestamp."""
+        if self.cfg.value_format == "json":
+            return self._build_json(records, timestamp_ms)
         out: list[OutRecord] = []
-        ts = str(timestamp_ms).encode("ascii")
-        as_json = self.cfg.value_format == "json"
-        ts_header = (HEADER_TIMESTAMP, ts)
+        append = out.append
+        ts_header = (HEADER_TIMESTAMP, str(timestamp_ms).encode("ascii"))
         last_fk: FileKey | None = None
         last_path = ""
         key = ""
         prefix: list[tuple[str, bytes]] = []
-        append = out.append
+        fixed = 0
         for rec in records:
             # Consecutive records of one file share their key and path objects: look up once.
             if rec.key is not last_fk or rec.path is not last_path:
                 last_fk, last_path = rec.key, rec.path
-                key = str(rec.key)
-                cached = self._headers.get((key, rec.path))
-                if cached is None:
-                    if len(self._headers) >= _HEADER_CACHE_MAX:
-                        self._headers.clear()
-                    cached = field_headers(rec.fields)
-                    cached.append((HEADER_FILE, rec.path.encode("utf-8", "surrogateescape")))
-                    self._headers[(key, rec.path)] = cached
-                prefix = cached
-            headers = [*prefix, (HEADER_OFFSET, str(rec.start).encode("ascii")), ts_header]
-            value = json_value(rec, timestamp_ms) if as_json else rec.data
-            append(OutRecord(key, value, headers, rec.end))
+                key, prefix = self._file_headers(rec)
+                # What every record of this file counts against the sink's in-flight bound
+                # besides its value and offset digits (records.record_size, summed once).
+                fixed = record_size(key, b"", [*prefix, (HEADER_OFFSET, b""), ts_header])
+            offset = b"%d" % rec.start
+            append(OutRecord(key, rec.data, [*prefix, (HEADER_OFFSET, offset), ts_header],
+                             rec.end, fixed + len(rec.data) + len(offset)))
         return out
+
+    def _build_json(self, records: Sequence[Record], timestamp_ms: int) -> list[OutRecord]:
+        ts_header = (HEADER_TIMESTAMP, str(timestamp_ms).encode("ascii"))
+        out: list[OutRecord] = []
+        for rec in records:
+            key, prefix = self._file_headers(rec)
+            out.append(OutRecord(key, json_value(rec, timestamp_ms),
+                                 [*prefix, (HEADER_OFFSET, b"%d" % rec.start), ts_header],
+                                 rec.end))
+        return out
+
+    def _file_headers(self, rec: Record) -> tuple[str, list[tuple[str, bytes]]]:
+        """The record key of rec's file and its headers before offset and timestamp."""
+        key = str(rec.key)
+        cached = self._headers.get((key, rec.path))
+        if cached is None:
+            if len(self._headers) >= _HEADER_CACHE_MAX:
+                self._headers.clear()
+            cached = field_headers(rec.fields)
+            cached.append((HEADER_FILE, rec.path.encode("utf-8", "surrogateescape")))
+            self._headers[(key, rec.path)] = cached
+        return key, cached
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -250,11 +269,9 @@ class ForwardPipeline:
         except (SinkFull, SinkClosed) as e:
             taken = e.accepted
         done = batch[:taken] if taken < len(batch) else batch
-        outstanding = self._outstanding
-        nbytes = 0
-        for r in done:
-            outstanding[r.key] = r.end
-            nbytes += len(r.value)
+        # The last end per file (dicts keep the last value of a key), value bytes in C.
+        self._outstanding.update({r.key: r.end for r in done})
+        nbytes = sum(len(r.value) for r in done)
         self._pending = batch[taken:]
         self._m_records.inc(taken)
         self._m_bytes.inc(nbytes)

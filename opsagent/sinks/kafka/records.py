@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from typing import Protocol
 
 from opsagent.errors import RetriableError
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class OutRecord:
     """One record for Kafka. `key` is the file's identity (str(FileKey)); `end` is the file
-    offset just after this record, reported back by poll_acked once the record is handled."""
+    offset just after this record, reported back by poll_acked once the record is handled.
 
-    key: str
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    end: int
+    `size` is what it counts against max_inflight_bytes (record_size); a builder that knows it
+    cheaply passes it (the forward pipeline: per file, the headers differ only in the offset),
+    else it is computed here. Treated as immutable; a plain class with slots rather than a
+    frozen dataclass because one is made per line (~0.15 against ~0.9 µs: issue 13)."""
+
+    __slots__ = ("end", "headers", "key", "size", "value")
+
+    def __init__(self, key: str, value: bytes, headers: list[tuple[str, bytes]], end: int,
+                 size: int = -1) -> None:
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.end = end
+        self.size = size if size >= 0 else record_size(key, value, headers)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OutRecord):
+            return NotImplemented
+        return (self.key == other.key and self.value == other.value
+                and self.headers == other.headers and self.end == other.end)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, but headers is a list
+
+    def __repr__(self) -> str:
+        return (f"OutRecord(key={self.key!r}, value={self.value!r}, headers={self.headers!r}, "
+                f"end={self.end!r})")
 
 
 class SinkFull(RetriableError):
@@ -43,20 +63,24 @@ def backoff_secs(attempt: int, base: float, cap: float, rng: random.Random) -> f
     return d / 2 + float(rng.uniform(0, d / 2))
 
 
-@dataclasses.dataclass(slots=True, eq=False)
 class Entry:
-    rec: OutRecord
-    size: int
-    gen: int = -1  # producer generation of its latest send; -1 = waiting to be sent
-    done: bool = False
-    suspect: bool = False  # failed with a REJECT error while not alone: not yet proven bad
-    alone: bool = False  # its latest send was the only record in flight (isolation)
+    """The sink's state of one record it holds (a plain class: one is made per record)."""
+
+    __slots__ = ("alone", "done", "gen", "rec", "size", "suspect")
+
+    def __init__(self, rec: OutRecord) -> None:
+        self.rec = rec
+        self.size = rec.size
+        self.gen = -1  # producer generation of its latest send; -1 = waiting to be sent
+        self.done = False
+        self.suspect = False  # failed with a REJECT error while not alone: not yet proven bad
+        self.alone = False  # its latest send was the only record in flight (isolation)
 
 
-def record_size(rec: OutRecord) -> int:
+def record_size(key: str, value: bytes, headers: list[tuple[str, bytes]]) -> int:
     """What a record counts against max_inflight_bytes (key, value, headers, and overhead)."""
-    n = len(rec.value) + len(rec.key) + 16
-    for k, v in rec.headers:
+    n = len(value) + len(key) + 16
+    for k, v in headers:
         n += len(k) + len(v)
     return n
 

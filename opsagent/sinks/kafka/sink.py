@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import random
 import threading
 from collections.abc import Sequence
@@ -42,7 +41,6 @@ from opsagent.sinks.kafka.records import (
     SinkClosed,
     SinkFull,
     backoff_secs,
-    record_size,
 )
 
 __all__ = ["KafkaSink", "KafkaSinkConfig", "OutRecord", "SinkClosed", "SinkFull", "backoff_secs"]
@@ -90,10 +88,12 @@ class KafkaSink:
         self._n_sent = self._n_bytes = self._n_acked = 0
         self._key_bytes: dict[str, bytes] = {}
         self._topic = cfg.topic
-        self._done_q: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        # Completions, appended by the client's thread (deque.append is atomic), taken here.
+        self._done_q: collections.deque[Completion] = collections.deque()
         self._files: dict[str, collections.deque[Entry]] = {}
         self._acks: dict[str, int] = {}
         self._inflight_bytes = 0
+        self._settled = False  # completions were taken since the handled prefixes were dropped
         self._producer: Producer | None = None
         self._gen = 0
         self._outstanding: collections.Counter[int] = collections.Counter()
@@ -141,14 +141,7 @@ class KafkaSink:
                 self._raise_if_fatal()
                 if self._closed:
                     raise SinkClosed(i)
-                limit = self.cfg.max_inflight_bytes
-                while i < len(records):
-                    size = record_size(records[i])
-                    # Always room for one record, however large, when nothing is held.
-                    if self._inflight_bytes and self._inflight_bytes + size > limit:
-                        break
-                    self._accept(records[i], size)
-                    i += 1
+                i = self._accept(records, i)
                 self._m.inflight_bytes.set(self._inflight_bytes)
                 if i == len(records):
                     self._flush_counts()
@@ -223,7 +216,7 @@ class KafkaSink:
         a completion queued after the check finds it raised and sets the event."""
         self._waiting = True
         try:
-            if self._done_q.empty():
+            if not self._done_q:
                 self._wake.wait(secs)
         finally:
             self._waiting = False
@@ -241,63 +234,112 @@ class KafkaSink:
             limits.append(max(0.0, self._retry_at - now))
         return min(limits)
 
-    def _accept(self, rec: OutRecord, size: int) -> None:
-        entry = Entry(rec, size)
-        q = self._files.get(rec.key)
-        if q is None:
-            q = self._files[rec.key] = collections.deque()
-        q.append(entry)
-        self._inflight_bytes += size
-        if self._suspects:
-            self._held = True
-        elif self._producer is not None and not self._is_aborted(self._gen):
-            self._send(entry)
+    def _accept(self, records: Sequence[OutRecord], i: int) -> int:
+        """Take records[i:] while they fit in max_inflight_bytes (always one, however large,
+        when nothing is held) and send them unless isolation holds them or there is no
+        producer; returns the index of the first record not taken. One pass per batch: the
+        per-record work here is the hot path of forwarding (issue 13)."""
+        limit = self.cfg.max_inflight_bytes
+        inflight = self._inflight_bytes
+        files = self._files
+        taken: list[Entry] = []
+        append = taken.append
+        n = len(records)
+        last_key: str | None = None
+        q: collections.deque[Entry] | None = None
+        while i < n:
+            rec = records[i]
+            size = rec.size
+            if inflight and inflight + size > limit:
+                break
+            inflight += size
+            key = rec.key
+            if key is not last_key or q is None:
+                q = files.get(key)
+                if q is None:
+                    q = files[key] = collections.deque()
+                last_key = key
+            entry = Entry(rec)
+            q.append(entry)
+            append(entry)
+            i += 1
+        self._inflight_bytes = inflight
+        if taken:
+            if self._suspects:
+                self._held = True
+            elif self._producer is not None and not self._is_aborted(self._gen):
+                self._send_many(taken)
+        return i
 
     def _send(self, entry: Entry, *, alone: bool = False) -> None:
-        assert self._producer is not None
-        gen = self._gen
-        if entry.gen >= 0:
-            self._m.retries.inc()
-        entry.gen = gen
-        entry.alone = alone
         if alone:
             self._alone = entry
-        rec = entry.rec
-        key = self._key_bytes.get(rec.key)
-        if key is None:
-            if len(self._key_bytes) >= 4096:  # bounded: only files with records in flight
-                self._key_bytes.clear()
-            key = self._key_bytes[rec.key] = rec.key.encode("utf-8", "surrogateescape")
-        headers = rec.headers if type(rec.headers) is list else list(rec.headers)
-        # One small object per send serves as its callback: fewer allocations per record
-        # matter here (they drive the garbage collector on the hot path).
-        done = Completion(self, entry, gen)
-        try:
-            self._producer.send(self._topic, key=key, value=rec.value, headers=headers,
-                                on_done=done)
-        except Exception as e:  # sorted by classify, the one place that knows kafka errors
-            # Raised by send() itself, so about this record alone (client-side size check,
-            # topic authorization from metadata): a REJECT is certain, the producer still fine.
-            entry.alone = True
-            self._outstanding[gen] += 1
-            done.exc = e
-            self._done_q.put(done)
-            if classify(e).kind is not Kind.REJECT:
-                self._abort(gen)
-            return
-        n = self._outstanding[gen]
-        if not n:  # nothing was in flight: waiting for an acknowledgement starts now
-            self._progress_at = self._clock.monotonic()
-        self._outstanding[gen] = n + 1
-        self._n_sent += 1
-        self._n_bytes += len(rec.value)
+        self._send_many((entry,), alone=alone)
+
+    def _send_many(self, entries: Sequence[Entry], *, alone: bool = False) -> None:
+        """Send `entries` (each file's in order) with the current producer; stops when it is
+        aborted (a failure callback on the client's thread may do so meanwhile)."""
+        producer = self._producer
+        assert producer is not None
+        send = producer.send
+        gen = self._gen
+        topic = self._topic
+        aborted = self._aborted
+        outstanding = self._outstanding
+        in_flight_before = outstanding[gen]
+        sent = nbytes = retries = 0
+        last_key: str | None = None
+        key = b""
+        for entry in entries:
+            if gen in aborted:  # a set lookup is atomic; writers hold _abort_lock
+                break
+            if entry.gen >= 0:
+                retries += 1
+            entry.gen = gen
+            entry.alone = alone
+            rec = entry.rec
+            if rec.key is not last_key:
+                last_key = rec.key
+                key = self._key_bytes.get(last_key) or self._encode_key(last_key)
+            headers = rec.headers if type(rec.headers) is list else list(rec.headers)
+            # One small object per send serves as its callback: fewer allocations per record
+            # matter here (they drive the garbage collector on the hot path).
+            done = Completion(self, entry, gen)
+            try:
+                send(topic, key=key, value=rec.value, headers=headers, on_done=done)
+            except Exception as e:  # sorted by classify, the one place that knows kafka errors
+                # Raised by send() itself, so about this record alone (client-side size check,
+                # topic authorization from metadata): a REJECT is certain, the producer fine.
+                entry.alone = True
+                outstanding[gen] += 1
+                done.exc = e
+                self._done_q.append(done)
+                if classify(e).kind is not Kind.REJECT:
+                    self._abort(gen)
+                continue
+            sent += 1
+            nbytes += len(rec.value)
+        if sent:
+            if not in_flight_before:  # nothing was in flight: waiting for an ack starts now
+                self._progress_at = self._clock.monotonic()
+            outstanding[gen] += sent
+            self._n_sent += sent
+            self._n_bytes += nbytes
+        if retries:
+            self._m.retries.inc(retries)
+
+    def _encode_key(self, key: str) -> bytes:
+        if len(self._key_bytes) >= 4096:  # bounded: only files with records in flight
+            self._key_bytes.clear()
+        b = self._key_bytes[key] = key.encode("utf-8", "surrogateescape")
+        return b
 
     def on_completion(self, done: Completion) -> None:
         """Callback (the client's thread): queue the result; on any failure abort the
         producer before it sends anything more. (After a non-retriable batch error kafka-python
         3.x puts an idempotent producer in a fatal state and fails every other batch with the
         same error, so that error does not prove which record was bad: see _complete.)"""
-        self._done_q.put(done)
+        self._done_q.append(done)
         if done.exc is not None:
             self._abort(done.gen)
             self._wake.set()
@@ -324,16 +366,8 @@ class KafkaSink:
         if producer is not None and (err := producer.poll_error()) is not None:
             self._producer_error(err)
         acked_before = self._n_acked
-        while True:
-            try:
-                done = self._done_q.get_nowait()
-            except queue.Empty:
-                break
-            entry, gen, exc = done.entry, done.gen, done.exc
-            self._outstanding[gen] -= 1
-            if self._outstanding[gen] <= 0:
-                del self._outstanding[gen]
-            self._complete(entry, gen, exc)
+        if self._done_q:
+            self._take_completions()
         now = self._clock.monotonic()
         if self._n_acked != acked_before:
             self._progress_at = now
@@ -361,19 +395,73 @@ class KafkaSink:
                 and not self._is_aborted(self._gen) and self._held:
             # The record sent alone is settled: the next one, or back to normal sending.
             self._dispatch()
-        for key in list(self._files):
-            entries = self._files[key]
-            end = None
-            while entries and entries[0].done:
-                e = entries.popleft()
-                self._inflight_bytes -= e.size
-                end = e.rec.end
-            if end is not None:
-                self._acks[key] = end
-            if not entries:
-                del self._files[key]
+        if self._settled:
+            self._settled = False
+            self._collect_acks()
         self._m.inflight_bytes.set(self._inflight_bytes)
         self._flush_counts()
+
+    def _take_completions(self) -> None:
+        """Process the queued completions: successes inline (the hot path), the rest by
+        _complete."""
+        pop = self._done_q.popleft
+        gen = -1
+        count = 0  # completions of generation `gen` not yet subtracted from outstanding
+        acked = 0
+        while True:
+            try:
+                done = pop()
+            except IndexError:
+                break
+            if done.gen != gen:
+                if count:
+                    self._count_done(gen, count)
+                gen, count = done.gen, 0
+            count += 1
+            entry = done.entry
+            if done.exc is None:
+                if entry.done:
+                    continue
+                if entry is self._alone and gen == entry.gen:
+                    self._alone = None
+                entry.done = True
+                if entry.suspect:
+                    entry.suspect = False
+                    self._suspects -= 1
+                acked += 1
+            else:
+                self._complete(entry, gen, done.exc)
+        if count:
+            self._count_done(gen, count)
+        if acked:
+            self._attempt = 0
+            self._n_acked += acked
+        self._settled = True
+
+    def _count_done(self, gen: int, count: int) -> None:
+        n = self._outstanding[gen] - count
+        if n <= 0:
+            del self._outstanding[gen]
+        else:
+            self._outstanding[gen] = n
+
+    def _collect_acks(self) -> None:
+        """Drop each file's handled prefix (acknowledged or dead-lettered) and note its end."""
+        inflight = self._inflight_bytes
+        for key in list(self._files):
+            entries = self._files[key]
+            if not entries[0].done:
+                continue
+            popleft = entries.popleft
+            e = popleft()
+            inflight -= e.size
+            while entries and entries[0].done:
+                e = popleft()
+                inflight -= e.size
+            self._acks[key] = e.rec.end
+            if not entries:
+                del self._files[key]
+        self._inflight_bytes = inflight
 
     def _flush_counts(self) -> None:
         if self._n_sent:
@@ -541,12 +629,11 @@ class KafkaSink:
                     head = next(e for e in entries if not e.done)
                     self._send(head, alone=True)
                     return
+        gen = self._gen
         for entries in list(self._files.values()):
-            for entry in entries:
-                if self._is_aborted(self._gen):
-                    return
-                if not entry.done and entry.gen != self._gen:
-                    self._send(entry)
+            if self._is_aborted(gen):
+                return
+            self._send_many([e for e in entries if not e.done and e.gen != gen])
 
     def _fail(self, err: FatalError) -> None:
         if self._fatal is None:
