@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import operator
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -42,6 +43,9 @@ HEADER_TIMESTAMP = "timestamp"
 # when present, then any others sorted by name.
 FIELD_ORDER = ("node", "pod", "namespace")
 
+_KEY = operator.attrgetter("key")
+_END = operator.attrgetter("end")
+_VALUE = operator.attrgetter("value")
 _HEADER_CACHE_MAX = 4096  # (file key, path) -> encoded field headers; cleared when full
 
 
@@ -166,39 +170,42 @@ class ForwardPipeline:
         key = ""
         prefix: list[tuple[str, bytes]] = []
         fixed = 0
-        for rec in records:
+        out_record = OutRecord
+        # Record is a named tuple: unpacked without attribute lookups.
+        for fk, path, start, end, data, _, fields in records:
             # Consecutive records of one file share their key and path objects: look up once.
-            if rec.key is not last_fk or rec.path is not last_path:
-                last_fk, last_path = rec.key, rec.path
-                key, prefix = self._file_headers(rec)
+            if fk is not last_fk or path is not last_path:
+                last_fk, last_path = fk, path
+                key, prefix = self._file_headers(fk, path, fields)
                 # What every record of this file counts against the sink's in-flight bound
                 # besides its value and offset digits (records.record_size, summed once).
                 fixed = record_size(key, b"", [*prefix, (HEADER_OFFSET, b""), ts_header])
-            offset = b"%d" % rec.start
-            append(OutRecord(key, rec.data, [*prefix, (HEADER_OFFSET, offset), ts_header],
-                             rec.end, fixed + len(rec.data) + len(offset)))
+            offset = b"%d" % start
+            append(out_record(key, data, [*prefix, (HEADER_OFFSET, offset), ts_header], end,
+                              fixed + len(data) + len(offset)))
         return out
 
     def _build_json(self, records: Sequence[Record], timestamp_ms: int) -> list[OutRecord]:
         ts_header = (HEADER_TIMESTAMP, str(timestamp_ms).encode("ascii"))
         out: list[OutRecord] = []
         for rec in records:
-            key, prefix = self._file_headers(rec)
+            key, prefix = self._file_headers(rec.key, rec.path, rec.fields)
             out.append(OutRecord(key, json_value(rec, timestamp_ms),
                                  [*prefix, (HEADER_OFFSET, b"%d" % rec.start), ts_header],
                                  rec.end))
         return out
 
-    def _file_headers(self, rec: Record) -> tuple[str, list[tuple[str, bytes]]]:
-        """The record key of rec's file and its headers before offset and timestamp."""
-        key = str(rec.key)
-        cached = self._headers.get((key, rec.path))
+    def _file_headers(self, fk: FileKey, path: str,
+                      fields: Mapping[str, str]) -> tuple[str, list[tuple[str, bytes]]]:
+        """The record key of a file and its headers before offset and timestamp."""
+        key = str(fk)
+        cached = self._headers.get((key, path))
         if cached is None:
             if len(self._headers) >= _HEADER_CACHE_MAX:
                 self._headers.clear()
-            cached = field_headers(rec.fields)
-            cached.append((HEADER_FILE, rec.path.encode("utf-8", "surrogateescape")))
-            self._headers[(key, rec.path)] = cached
+            cached = field_headers(fields)
+            cached.append((HEADER_FILE, path.encode("utf-8", "surrogateescape")))
+            self._headers[(key, path)] = cached
         return key, cached
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -269,9 +276,10 @@ class ForwardPipeline:
         except (SinkFull, SinkClosed) as e:
             taken = e.accepted
         done = batch[:taken] if taken < len(batch) else batch
-        # The last end per file (dicts keep the last value of a key), value bytes in C.
-        self._outstanding.update({r.key: r.end for r in done})
-        nbytes = sum(len(r.value) for r in done)
+        # The last end per file (a dict keeps the last value of a key) and the value bytes,
+        # both in C: this runs for every line forwarded.
+        self._outstanding.update(zip(map(_KEY, done), map(_END, done), strict=True))
+        nbytes = sum(map(len, map(_VALUE, done)))
         self._pending = batch[taken:]
         self._m_records.inc(taken)
         self._m_bytes.inc(nbytes)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import random
-from typing import Protocol
+import threading
+from collections.abc import Callable
 
 from opsagent.errors import RetriableError
 
@@ -85,8 +87,18 @@ def record_size(key: str, value: bytes, headers: list[tuple[str, bytes]]) -> int
     return n
 
 
-class CompletionSink(Protocol):
-    def on_completion(self, done: Completion) -> None: ...
+class Inbox:
+    """Where completions arrive from the client's thread: `done` (deque.append is atomic) and
+    the wake-up of a caller waiting for them (set only while `waiting`, so an idle sink is not
+    woken per record); `on_failure(gen)` runs on that thread for every failed delivery."""
+
+    __slots__ = ("done", "on_failure", "wake", "waiting")
+
+    def __init__(self, on_failure: Callable[[int], None]) -> None:
+        self.done: collections.deque[Completion] = collections.deque()
+        self.wake = threading.Event()
+        self.waiting = False
+        self.on_failure = on_failure
 
 
 _NO_MSG = object()
@@ -96,24 +108,29 @@ class Completion:
     """The outcome of one send, called from the client's thread: kafka-python calls it with
     the record metadata (success) or the exception (failure); librdkafka with (error or None,
     message), its error turned into LibrdkafkaError. One object per record serves as its only
-    callback (fewer allocations per record: they drive the garbage collector on the hot
-    path)."""
+    callback and queue item (fewer allocations and calls per record: this runs for every line
+    forwarded)."""
 
-    __slots__ = ("entry", "exc", "gen", "sink")
+    __slots__ = ("entry", "exc", "gen", "inbox")
 
-    def __init__(self, sink: CompletionSink, entry: Entry, gen: int) -> None:
-        self.sink = sink
+    def __init__(self, inbox: Inbox, entry: Entry, gen: int) -> None:
+        self.inbox = inbox
         self.entry = entry
         self.gen = gen
         self.exc: BaseException | None = None
 
     def __call__(self, result: object, msg: object = _NO_MSG, /) -> None:
-        if msg is not _NO_MSG:
-            if result is not None:
+        if result is not None:  # else librdkafka's success
+            if msg is not _NO_MSG:
                 self.exc = LibrdkafkaError.of(result)
-        elif isinstance(result, BaseException):
-            self.exc = result
-        self.sink.on_completion(self)
+            elif isinstance(result, BaseException):
+                self.exc = result
+        inbox = self.inbox
+        inbox.done.append(self)
+        if self.exc is not None:
+            inbox.on_failure(self.gen)
+        elif inbox.waiting:
+            inbox.wake.set()
 
 
 class LibrdkafkaError(Exception):

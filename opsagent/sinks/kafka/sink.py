@@ -37,6 +37,7 @@ from opsagent.sinks.kafka.producer import Producer, ProducerFactory
 from opsagent.sinks.kafka.records import (
     Completion,
     Entry,
+    Inbox,
     OutRecord,
     SinkClosed,
     SinkFull,
@@ -78,18 +79,17 @@ class KafkaSink:
                                                 cfg.dead_letter_max_bytes),
                                  pipeline=name, topic=cfg.topic, clock=clock,
                                  counter=self._m.dead_letters)
-        # The caller's state is guarded by _lock (never held while waiting); kafka-python's
-        # callbacks touch only _done_q, _wake and, via _abort, _abort_lock.
+        # The caller's state is guarded by _lock (never held while waiting); the client's
+        # callbacks touch only the inbox (_done_q, _wake) and, via _on_failure, _abort_lock.
         self._lock = threading.Lock()
         self._abort_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._waiting = False  # a caller waits on _wake: callbacks set it (else they skip it)
+        self._inbox = Inbox(self._on_failure)
+        self._wake = self._inbox.wake
+        self._done_q = self._inbox.done
         # Counted per record, added to the prometheus counters once per _pump (cheaper).
         self._n_sent = self._n_bytes = self._n_acked = 0
         self._key_bytes: dict[str, bytes] = {}
         self._topic = cfg.topic
-        # Completions, appended by the client's thread (deque.append is atomic), taken here.
-        self._done_q: collections.deque[Completion] = collections.deque()
         self._files: dict[str, collections.deque[Entry]] = {}
         self._acks: dict[str, int] = {}
         self._inflight_bytes = 0
@@ -214,12 +214,12 @@ class KafkaSink:
     def _wait(self, secs: float) -> None:
         """Wait for a completion (or `secs`). The flag is raised before the queue is checked, so
         a completion queued after the check finds it raised and sets the event."""
-        self._waiting = True
+        self._inbox.waiting = True
         try:
             if not self._done_q:
                 self._wake.wait(secs)
         finally:
-            self._waiting = False
+            self._inbox.waiting = False
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
@@ -286,6 +286,7 @@ class KafkaSink:
         topic = self._topic
         aborted = self._aborted
         outstanding = self._outstanding
+        inbox = self._inbox
         in_flight_before = outstanding[gen]
         sent = nbytes = retries = 0
         last_key: str | None = None
@@ -304,7 +305,7 @@ class KafkaSink:
             headers = rec.headers if type(rec.headers) is list else list(rec.headers)
             # One small object per send serves as its callback: fewer allocations per record
             # matter here (they drive the garbage collector on the hot path).
-            done = Completion(self, entry, gen)
+            done = Completion(inbox, entry, gen)
             try:
                 send(topic, key=key, value=rec.value, headers=headers, on_done=done)
             except Exception as e:  # sorted by classify, the one place that knows kafka errors
@@ -334,17 +335,14 @@ class KafkaSink:
         b = self._key_bytes[key] = key.encode("utf-8", "surrogateescape")
         return b
 
-    def on_completion(self, done: Completion) -> None:
-        """Callback (the client's thread): queue the result; on any failure abort the
-        producer before it sends anything more. (After a non-retriable batch error kafka-python
-        3.x puts an idempotent producer in a fatal state and fails every other batch with the
-        same error, so that error does not prove which record was bad: see _complete.)"""
-        self._done_q.append(done)
-        if done.exc is not None:
-            self._abort(done.gen)
-            self._wake.set()
-        elif self._waiting:
-            self._wake.set()
+    def _on_failure(self, gen: int) -> None:
+        """A delivery of generation `gen` failed (the client's thread; the completion is
+        queued already): abort the producer before it sends anything more. (After a
+        non-retriable batch error kafka-python 3.x puts an idempotent producer in a fatal state
+        and fails every other batch with the same error, so that error does not prove which
+        record was bad: see _complete.)"""
+        self._abort(gen)
+        self._wake.set()
 
     def _is_aborted(self, gen: int) -> bool:
         return gen in self._aborted  # a set lookup is atomic; writers hold _abort_lock
