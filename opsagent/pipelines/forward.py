@@ -117,7 +117,24 @@ def json_value(rec: Record, timestamp_ms: int) -> bytes:
     doc["timestamp_ms"] = timestamp_ms
     if rec.truncated:
         doc["truncated"] = True
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        # A file name (or a path_pattern field taken from it) that is not valid UTF-8 reaches
+        # us with surrogate escapes, which UTF-8 cannot encode: U+FFFD in the text, and the
+        # path's exact bytes in "file_b64" (the `file` header has them too).
+        for name, text in doc.items():
+            if isinstance(text, str):
+                doc[name] = _valid_text(text)
+        raw = rec.path.encode("utf-8", "surrogateescape")
+        if raw.decode("utf-8", "replace") != rec.path:
+            doc["file_b64"] = base64.b64encode(raw).decode("ascii")
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _valid_text(text: str) -> str:
+    """`text` with each surrogate escape (an undecodable byte of a name) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class ForwardPipeline:
