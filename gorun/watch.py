@@ -20,6 +20,14 @@ from watchdog.events import (
     EVENT_TYPE_DELETED,
     EVENT_TYPE_MODIFIED,
     EVENT_TYPE_MOVED,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -30,6 +38,11 @@ log = logging.getLogger("gorun.watch")
 # Opened / closed-without-write are our own reads: reacting to them would loop.
 _RELEVANT = {EVENT_TYPE_CLOSED, EVENT_TYPE_CREATED, EVENT_TYPE_DELETED, EVENT_TYPE_MODIFIED,
              EVENT_TYPE_MOVED}
+# The same as inotify's mask (watchdog derives it from this filter): without it every open and
+# read-only close of any entry of the directory, a subdirectory being listed included, would
+# wake the watcher's threads of an otherwise idle process.
+_FILTER = [FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
+           FileModifiedEvent, FileMovedEvent, DirMovedEvent, FileClosedEvent]
 
 
 def watched_dirs(paths: Iterable[str]) -> dict[str, set[str]]:
@@ -77,7 +90,8 @@ class CrontabWatcher:
                 log.warning("crontab directory missing, relying on the periodic rescan",
                             extra={"component": "gorun", "file": directory})
                 continue
-            self._observer.schedule(_Handler(names, on_change), directory, recursive=False)
+            self._observer.schedule(_Handler(names, on_change), directory, recursive=False,
+                                    event_filter=_FILTER)
 
     def start(self) -> None:
         self._observer.daemon = True

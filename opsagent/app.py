@@ -52,7 +52,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("opsagent.app")
 
 CONFIG_CHANGED = "config-changed"
+COMPONENT_EXITED = "component-exited"   # a component's thread ended (it failed or stopped)
 RESTART_BACKOFF_SECS = 5.0
+# The main loop sleeps until an event (signal, config change, a component's exit) or a deadline
+# of its own (settling config, a restart's backoff); at the latest after this long it beats the
+# liveness heart and looks at every component (Health's max silence is 30 s).
+SUPERVISE_SECS = 10.0
 # A changed config file is applied once it has not changed for this long (read twice this far
 # apart with the same content): a file written in parts is never applied half-written.
 CONFIG_SETTLE_SECS = 1.0
@@ -136,7 +141,8 @@ class Agent:
         return spec.build(BuildContext(
             clock=self.clock, registry=self.registry, rotation_metrics=self._rotation_metrics,
             cron_metrics=self._cron_metrics, reaper=self.reaper, undelivered=self.undelivered,
-            drain_deadline_secs=self.cfg.drain_deadline_secs))
+            drain_deadline_secs=self.cfg.drain_deadline_secs,
+            exited=lambda: self.events.put(COMPONENT_EXITED)))
 
     def undelivered(self) -> dict[tuple[int, int], int]:
         """Per file (st_dev, st_ino), bytes the forwarders have not delivered yet: rotation
@@ -332,9 +338,8 @@ class Agent:
         self.start()
         while stop is None or not stop.is_set():
             self.health.beat()
-            pending = self._settle.timeout(self.clock.monotonic())
             try:
-                ev = self.events.get(timeout=1.0 if pending is None else min(1.0, pending))
+                ev = self.events.get(timeout=self._sleep_secs())
             except queue.Empty:
                 ev = None
             if ev in (signal.SIGTERM, signal.SIGINT):
@@ -349,10 +354,23 @@ class Agent:
                                                lambda: file_digest(self.config_path))
             if stable and digest != self.validated_digest:
                 self.reload(explicit=False)
-            if ev is None:
+            if ev is None or ev == COMPONENT_EXITED:
                 self._check_components()
         return self.drain()
 
+    def _sleep_secs(self) -> float:
+        """How long the main loop may wait for an event: until the config settles, a dead
+        component's restart is due, or a restarted one has run for its backoff (then it counts
+        as up again); SUPERVISE_SECS at most."""
+        now = self.clock.monotonic()
+        waits = [SUPERVISE_SECS]
+        pending = self._settle.timeout(now)
+        if pending is not None:
+            waits.append(pending)
+        waits.extend(t - now for t in self._restart_at.values())
+        waits.extend(self._up_since.get(k, now) + RESTART_BACKOFF_SECS - now
+                     for k in self._failures)
+        return max(0.0, min(waits))
     def drain(self) -> int:
         """Stop every job concurrently within drain_deadline_secs; 0 either way (what did not
         finish in time is logged; checkpoints only ever hold acknowledged offsets)."""

@@ -49,6 +49,7 @@ class BuildContext:
     reaper: Reaper | None               # None: gorun reaps its own children
     undelivered: Callable[[], Undelivered]   # forwarders' unsent bytes per file, for rotation
     drain_deadline_secs: float          # the agent's; a forwarder ends its drain before it
+    exited: Callable[[], None] = lambda: None   # a component's thread ended (wakes the agent)
 
 
 DRAIN_MARGIN_SECS = 2.0
@@ -147,11 +148,12 @@ class Reconfigurable(Protocol):
 class _Threaded:
     """A component whose work is one blocking `body(stop_event)` on a thread."""
 
-    def __init__(self, key: Key) -> None:
+    def __init__(self, key: Key, exited: Callable[[], None] = lambda: None) -> None:
         self.key = key
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failed: BaseException | None = None
+        self._exited = exited
 
     def body(self, stop: threading.Event) -> None:
         raise NotImplementedError
@@ -163,6 +165,9 @@ class _Threaded:
             self.failed = e
             log.error("component failed", exc_info=True,
                       extra={"component": self.key[0], "job": self.key[1], "error": str(e)})
+        finally:
+            if not self._stop.is_set():
+                self._exited()   # died on its own: the agent restarts it after a backoff
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"{self.key[0]}-{self.key[1]}",
@@ -182,7 +187,7 @@ class _Threaded:
 
 class ForwardComponent(_Threaded):
     def __init__(self, spec: ForwardSpec, ctx: BuildContext) -> None:
-        super().__init__(spec.key)
+        super().__init__(spec.key, ctx.exited)
         from opsagent.pipelines.forward import build
 
         self.spec: Spec = spec
@@ -196,6 +201,11 @@ class ForwardComponent(_Threaded):
 
     def body(self, stop: threading.Event) -> None:
         self.pipeline.run(stop)
+
+    def stop(self, timeout_secs: float) -> bool:
+        self._stop.set()
+        self.pipeline.wake()  # an idle pipeline sleeps until a file event otherwise
+        return super().stop(timeout_secs)
 
     def pending_by_file(self) -> Mapping[tuple[int, int], int]:
         """Bytes of each tailed file not yet delivered (rotation must not destroy them)."""
@@ -229,7 +239,7 @@ class ProfileComponent:
 
 class RotateComponent(_Threaded):
     def __init__(self, spec: RotateSpec, ctx: BuildContext) -> None:
-        super().__init__(spec.key)
+        super().__init__(spec.key, ctx.exited)
         from opsagent.rotation.service import RotationService
 
         self.spec: Spec = spec
@@ -244,10 +254,17 @@ class RotateComponent(_Threaded):
         # periodic rescan is the backstop).
         self.service.run(stop, events=self.events)
 
+    def stop(self, timeout_secs: float) -> bool:
+        from opsagent.rotation.loop import WAKE
+
+        self._stop.set()
+        self.events.put(WAKE)  # the idle loop sleeps until its next pass otherwise
+        return super().stop(timeout_secs)
+
 
 class CronComponent(_Threaded):
     def __init__(self, spec: CronSpec, ctx: BuildContext) -> None:
-        super().__init__(spec.key)
+        super().__init__(spec.key, ctx.exited)
         from gorun.app import GorunApp, GorunOptions
 
         self.spec: Spec = spec
@@ -270,5 +287,6 @@ class CronComponent(_Threaded):
         self.spec = spec
 
     def stop(self, timeout_secs: float) -> bool:
+        self._stop.set()   # first: the thread's end is then not reported as a failure
         self.app.stop()
         return super().stop(timeout_secs)

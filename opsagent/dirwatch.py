@@ -61,10 +61,18 @@ class DirWatcher:
         if self.fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+        # interrupt() writes here: pump() waits without a timeout (an idle agent does not
+        # wake up to look at a stop flag).
+        self._wake_r, self._wake_w = os.pipe2(_NONBLOCK | _CLOEXEC)
         self._lock = threading.Lock()
+        self._closed = False
         self._by_wd: dict[int, tuple[str, bool]] = {}    # wd -> (path, is a matched dir)
         self._by_path: dict[str, int] = {}
         self._exhausted_logged = False
+        # Directories the last sync wanted but could not watch (watches exhausted, vanished):
+        # while any is left, a write may make no event, so an owner that sleeps until an
+        # event must poll instead (`complete`).
+        self._unwatched: set[str] = set()
 
     def sync(self, leaves: Collection[str], uppers: Collection[str]) -> list[str]:
         """Watch exactly `leaves` (matched directories) and `uppers` (their ancestors below the
@@ -74,15 +82,27 @@ class DirWatcher:
         want = {p: False for p in uppers}
         want.update({p: True for p in leaves})
         added: list[str] = []
+        unwatched: set[str] = set()
         with self._lock:
             for path, wd in list(self._by_path.items()):
                 if want.get(path) != self._by_wd.get(wd, ("", None))[1]:
                     self._libc.inotify_rm_watch(self.fd, wd)
                     self._forget(wd)
             for path, leaf in want.items():
-                if path not in self._by_path and self._add(path, leaf) and leaf:
-                    added.append(path)
+                if path in self._by_path:
+                    continue
+                if self._add(path, leaf):
+                    if leaf:
+                        added.append(path)
+                elif leaf:
+                    unwatched.add(path)
+            self._unwatched = unwatched
         return added
+
+    @property
+    def complete(self) -> bool:
+        """Whether every matched directory of the last sync is watched (writes make events)."""
+        return not self._unwatched
 
     def _add(self, path: str, leaf: bool) -> bool:
         mask = (LEAF_MASK if leaf else UPPER_MASK) | _ONLYDIR | _DONT_FOLLOW
@@ -106,11 +126,19 @@ class DirWatcher:
         if self._by_path.get(path) == wd:
             del self._by_path[path]
 
-    def pump(self, stop: threading.Event, poll_secs: float = 0.5) -> None:
+    def pump(self, stop: threading.Event) -> None:
+        """Turn events into queue items / notify calls until `stop` is set and interrupt()
+        called. Sleeps in poll(2) without a timeout: no wake-ups while nothing happens."""
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while not stop.is_set():
-            if not poller.poll(poll_secs * 1000):
+            ready = poller.poll()
+            if any(fd == self._wake_r for fd, _ in ready):
+                try:
+                    os.read(self._wake_r, 512)
+                except BlockingIOError:
+                    pass
                 continue
             try:
                 data = os.read(self.fd, 1 << 16)
@@ -148,5 +176,21 @@ class DirWatcher:
             if self._notify is not None:
                 self._notify(d, names)
 
+    def interrupt(self) -> None:
+        """Wake pump() (after setting its stop event); safe from any thread, and after close."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:  # pipe full: already woken
+                pass
+
     def close(self) -> None:
-        os.close(self.fd)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self.fd)
+            os.close(self._wake_r)
+            os.close(self._wake_w)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import operator
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -53,7 +54,9 @@ class Source(Protocol):
     """What the pipeline needs from opsagent.sources.tail.TailSource."""
 
     def start(self) -> None: ...
-    def poll(self, max_records: int = ..., timeout: float = ...) -> list[Record]: ...
+    def poll(self, max_records: int = ..., timeout: float = ..., *,
+             idle_max: float = ...) -> list[Record]: ...
+    def wake(self) -> None: ...
     def discover(self) -> None: ...
     def ack(self, key: FileKey, end: int) -> None: ...
     def flush_partial(self) -> list[Record]: ...
@@ -68,6 +71,8 @@ class Sink(Protocol):
     def start(self) -> None: ...
     def submit(self, records: Sequence[OutRecord], timeout: float | None = None) -> None: ...
     def poll_acked(self) -> list[tuple[str, int]]: ...
+    def idle(self) -> bool: ...
+    def set_notify(self, notify: Callable[[], None]) -> None: ...
     def close(self, deadline_secs: float) -> None: ...
 
 
@@ -243,9 +248,14 @@ class ForwardPipeline:
         finally:
             self.drain()
 
+    def wake(self) -> None:
+        """End the current step's wait (stop requested, or the sink has news). Any thread."""
+        self._source.wake()
+
     def open(self) -> None:
         """Start the sink, then the source (which loads checkpoints and scans the globs; log
         rotation may have made it scan already, see pending_by_file)."""
+        self._sink.set_notify(self.wake)
         try:
             self._sink.start()
         except BaseException:
@@ -274,7 +284,10 @@ class ForwardPipeline:
                 self._error("source", e)
             return taken
         try:
-            records = self._source.poll(self.cfg.max_batch_records, self.cfg.poll_timeout_secs)
+            # With nothing held by the sink, nothing needs a timer here: the poll may sleep
+            # until a file event, the source's own deadline, or wake() (stop, sink news).
+            records = self._source.poll(self.cfg.max_batch_records, self.cfg.poll_timeout_secs,
+                                        idle_max=math.inf if self._sink.idle() else 0.0)
         except RetriableError as e:
             self._error("source", e)
             return 0

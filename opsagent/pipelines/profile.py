@@ -4,6 +4,7 @@ on an injected clock. Intervals are sent `late_secs` after they end; stop() send
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -31,12 +32,15 @@ class Sink(Protocol):
     def start(self) -> None: ...
     def send(self, interval: Interval) -> None: ...
     def tick(self) -> None: ...
+    def busy(self) -> bool: ...   # tick() has work to do soon (a TCP backlog)
     def close(self) -> None: ...
 
 
 class BatchSource(Protocol):
     def start(self) -> None: ...
-    def poll_batches(self, max_lines: int = ..., timeout: float = ...) -> list[Batch]: ...
+    def poll_batches(self, max_lines: int = ..., timeout: float = ..., *,
+                     idle_max: float = ...) -> list[Batch]: ...
+    def wake(self) -> None: ...
     def flush_partial(self) -> list[Record]: ...
     def stop(self) -> None: ...
 
@@ -101,7 +105,8 @@ class ProfilePipeline:
         with self._lock:
             if self._closed:
                 return 0
-            batches = self.source.poll_batches(POLL_MAX_LINES, self.poll_timeout)
+            batches = self.source.poll_batches(POLL_MAX_LINES, self.poll_timeout,
+                                               idle_max=self._idle_max())
             now = self.clock.time()
             n = 0
             for b in batches:
@@ -116,6 +121,17 @@ class ProfilePipeline:
             for s in self.sinks:
                 s.tick()
             return n
+
+    def _idle_max(self) -> float:
+        """How long the poll may sleep with no line arriving: until the earliest open interval
+        is due (late_secs after its end), without limit when none is open; not at all beyond
+        poll_timeout while a sink has a backlog to write (idle cost, issue 12)."""
+        if any(s.busy() for s in self.sinks):
+            return 0.0
+        end = self.processor.next_end()
+        if end is None:
+            return math.inf
+        return max(0.0, end + self.cfg.late_secs - self.clock.time())
 
     def _send(self, intervals: list[Interval]) -> None:
         for iv in intervals:
@@ -136,6 +152,7 @@ class ProfilePipeline:
         send) and returns False; the thread then ends at its next check. The flush happens at
         most once. True when everything was flushed and closed in time."""
         self._stop.set()
+        self.source.wake()   # the loop may sleep in an idle poll
         deadline = None if timeout_secs is None else time.monotonic() + max(0.0, timeout_secs)
 
         def left() -> float | None:

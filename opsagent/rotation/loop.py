@@ -36,6 +36,10 @@ log = logging.getLogger("opsagent.rotation")
 
 MAX_DRAIN = 100_000   # events taken per pass: a flood of events cannot postpone the pass
 REDISCOVER_SECS = 1.0  # full passes asked for by the watcher: at most this often
+# Put on the events queue after setting `stop`, so the loop sees it at once; without it the loop
+# still looks at `stop` this often (an idle loop otherwise sleeps until its next full pass).
+WAKE = "\x00"        # never a directory path
+STOP_CHECK_SECS = 10.0
 
 
 def run(svc: RotationService, stop: threading.Event, events: queue.Queue[str], *,
@@ -47,6 +51,7 @@ def run(svc: RotationService, stop: threading.Event, events: queue.Queue[str], *
     finally:
         if pump is not None and watcher is not None:
             halt.set()
+            watcher.interrupt()
             pump.join(5)
             watcher.close()
 
@@ -83,8 +88,10 @@ def _loop(svc: RotationService, stop: threading.Event, events: queue.Queue[str],
             next_full += cfg.rescan_interval_secs
             continue
         try:
-            first = events.get(timeout=min(next_full - now, 1.0))
+            first = events.get(timeout=min(next_full - now, STOP_CHECK_SECS))
         except queue.Empty:
+            continue
+        if first == WAKE:
             continue
         if first == FULL:
             # A directory came or went, or events were lost: rediscover soon, but a writer
@@ -102,6 +109,8 @@ def _loop(svc: RotationService, stop: threading.Event, events: queue.Queue[str],
                 d = events.get_nowait()
             except queue.Empty:
                 break
+            if d == WAKE:
+                continue
             if d == FULL:
                 next_full = min(next_full, max(clock.monotonic(), last_pass + REDISCOVER_SECS))
             elif svc.watches(d):

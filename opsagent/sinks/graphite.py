@@ -143,6 +143,10 @@ class GraphiteSink:
             self._dropped.inc(dropped)
             self._error("buffer_full")
 
+    def busy(self) -> bool:
+        """Whether tick() has lines to write (TCP backlog): the pipeline then ticks often."""
+        return self.cfg.protocol == "tcp" and bool(self._buf)
+
     def tick(self) -> None:
         """TCP: connect when due and write what the socket takes now. Call it often."""
         if self.cfg.protocol != "tcp" or not self._buf:

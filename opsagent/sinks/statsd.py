@@ -142,5 +142,8 @@ class StatsdSink:
     def tick(self) -> None:
         """Nothing to do between sends (UDP)."""
 
+    def busy(self) -> bool:
+        return False
+
     def close(self) -> None:
         self._udp.close()

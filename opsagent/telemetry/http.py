@@ -7,6 +7,8 @@ has beaten its heart recently.
 
 from __future__ import annotations
 
+import os
+import selectors
 import socket
 import threading
 from collections.abc import Callable
@@ -58,16 +60,37 @@ class TelemetryServer:
         server_cls = _Server6 if ":" in host else ThreadingHTTPServer
         self._server = server_cls((host, port), handler)
         self._server.daemon_threads = True
+        self._server.timeout = 0   # handle_request: the loop below already knows it is ready
         self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="telemetry-http", daemon=True)
+        # stop() writes here. socketserver's serve_forever wakes every poll_interval to look
+        # for a shutdown request; this loop sleeps until a connection or stop (idle cost).
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._serve, name="telemetry-http",
+                                        daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._server.socket, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = sel.select()
+                if any(key.fileobj == self._wake_r for key, _ in ready):
+                    return
+                self._server.handle_request()   # accept and hand to a handler thread
+
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._wake_w < 0:
+            return
+        if self._thread.is_alive():
+            os.write(self._wake_w, b"x")
+            self._thread.join(5.0)
         self._server.server_close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._wake_w = -1
 
 
 class _Server6(ThreadingHTTPServer):

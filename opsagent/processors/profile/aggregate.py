@@ -245,6 +245,12 @@ class Aggregator:
             cache[raw] = out
         return out
 
+    def next_end(self) -> float | None:
+        """End (epoch seconds) of the earliest interval holding anything, None when none does:
+        flush(before) returns it once `before` reaches this."""
+        pending = [*self.open, *self.unparsed_by, *self.overflow_by]
+        return min(pending) + self.interval if pending else None
+
     def flush(self, before: float | None = None) -> list[Interval]:
         """Finish and return, in time order, every interval that ends at or before `before`
         (None: all of them), with its unparsed and series_overflow counts."""

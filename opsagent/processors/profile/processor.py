@@ -115,6 +115,10 @@ class ProfileProcessor:
             if self._m is not None:
                 self._m["unparsed"].labels(self._name, reason).inc(n)
 
+    def next_end(self) -> float | None:
+        """End of the earliest interval not yet flushed (see Aggregator.next_end)."""
+        return self.agg.next_end()
+
     def flush(self, before: float | None = None) -> list[Interval]:
         """Finished intervals (see Aggregator.flush)."""
         return self.agg.flush(before)

@@ -53,8 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-
-from kafka import errors as ke
+import functools
 
 from opsagent.sinks.kafka.records import LibrdkafkaError
 
@@ -72,43 +71,78 @@ class Verdict:
     reason: str
 
 
-_REJECT: dict[type[BaseException], str] = {
-    ke.MessageSizeTooLargeError: "record_too_large",
-    ke.RecordListTooLargeError: "record_too_large",
-    ke.InvalidRecordError: "invalid_record",
-    ke.InvalidTimestampError: "invalid_timestamp",
-    ke.PolicyViolationError: "policy_violation",
-    ke.TopicAuthorizationFailedError: "topic_authorization",
-}
+class _KafkaPythonTables:
+    """kafka-python's classes -> verdicts. Built on the first kafka-python error only: importing
+    `kafka` loads the whole client (about 20 MB of an idle agent's memory), which an agent on
+    the librdkafka backend never needs."""
 
-_FATAL: dict[type[BaseException], str] = {
-    ke.SaslAuthenticationFailedError: "authentication",
-    ke.IllegalSaslStateError: "authentication",
-    ke.UnsupportedSaslMechanismError: "authentication",
-    ke.ClusterAuthorizationFailedError: "cluster_authorization",
-    ke.TransactionalIdAuthorizationFailedError: "cluster_authorization",
-    ke.UnsupportedVersionError: "unsupported_broker",
-    ke.KafkaConfigurationError: "configuration",
-    ke.UnsupportedCodecError: "configuration",
-    ke.UnsupportedCompressionTypeError: "configuration",
-    ke.InvalidRequiredAcksError: "configuration",
-    ke.InvalidTopicError: "invalid_topic",
-    ke.SecurityDisabledError: "configuration",
-}
-_auth_failed = getattr(ke, "AuthenticationFailedError", None)
-if isinstance(_auth_failed, type):
-    _FATAL[_auth_failed] = "authentication"
+    def __init__(self) -> None:
+        from kafka import errors as ke
 
-_RETRIABLE_EXTRA: dict[type[BaseException], str] = {
-    ke.BrokerNotAvailableError: "broker_unavailable",
-    ke.KafkaStorageError: "broker_storage",
-    ke.OutOfOrderSequenceNumberError: "producer_state",
-    ke.UnknownProducerIdError: "producer_state",
-    ke.InvalidProducerEpochError: "producer_state",
-    ke.ProducerFencedError: "producer_state",
-    ke.IllegalStateError: "producer_aborted",
-    ke.CorruptRecordError: "corrupt_record",
-}
+        self.ke = ke
+        self.reject: dict[type[BaseException], str] = {
+            ke.MessageSizeTooLargeError: "record_too_large",
+            ke.RecordListTooLargeError: "record_too_large",
+            ke.InvalidRecordError: "invalid_record",
+            ke.InvalidTimestampError: "invalid_timestamp",
+            ke.PolicyViolationError: "policy_violation",
+            ke.TopicAuthorizationFailedError: "topic_authorization",
+        }
+        self.fatal: dict[type[BaseException], str] = {
+            ke.SaslAuthenticationFailedError: "authentication",
+            ke.IllegalSaslStateError: "authentication",
+            ke.UnsupportedSaslMechanismError: "authentication",
+            ke.ClusterAuthorizationFailedError: "cluster_authorization",
+            ke.TransactionalIdAuthorizationFailedError: "cluster_authorization",
+            ke.UnsupportedVersionError: "unsupported_broker",
+            ke.KafkaConfigurationError: "configuration",
+            ke.UnsupportedCodecError: "configuration",
+            ke.UnsupportedCompressionTypeError: "configuration",
+            ke.InvalidRequiredAcksError: "configuration",
+            ke.InvalidTopicError: "invalid_topic",
+            ke.SecurityDisabledError: "configuration",
+        }
+        auth_failed = getattr(ke, "AuthenticationFailedError", None)
+        if isinstance(auth_failed, type):
+            self.fatal[auth_failed] = "authentication"
+        self.retriable: dict[type[BaseException], str] = {
+            ke.BrokerNotAvailableError: "broker_unavailable",
+            ke.KafkaStorageError: "broker_storage",
+            ke.OutOfOrderSequenceNumberError: "producer_state",
+            ke.UnknownProducerIdError: "producer_state",
+            ke.InvalidProducerEpochError: "producer_state",
+            ke.ProducerFencedError: "producer_state",
+            ke.IllegalStateError: "producer_aborted",
+            ke.CorruptRecordError: "corrupt_record",
+        }
+
+    def verdict(self, exc: BaseException) -> Verdict | None:
+        ke = self.ke
+        if (reason := _lookup(self.reject, exc)) is not None:
+            return Verdict(Kind.REJECT, reason)
+        if (reason := _lookup(self.fatal, exc)) is not None:
+            return Verdict(Kind.FATAL, reason)
+        if (reason := _lookup(self.retriable, exc)) is not None:
+            return Verdict(Kind.RETRIABLE, reason)
+        if isinstance(exc, ke.KafkaTimeoutError):
+            return Verdict(Kind.RETRIABLE, "timeout")
+        if isinstance(exc, ke.KafkaConnectionError | ke.NodeNotReadyError):
+            return Verdict(Kind.RETRIABLE, "connection")
+        if isinstance(exc, ke.KafkaError):
+            return Verdict(Kind.RETRIABLE, "broker_retriable" if exc.retriable else "other")
+        return None
+
+
+@functools.cache
+def _kafka_python() -> _KafkaPythonTables:
+    return _KafkaPythonTables()
+
+
+def _from_kafka_python(exc: BaseException) -> bool:
+    """Whether `exc` is (a subclass of) one of kafka-python's classes: only then can its tables
+    know it, and only then is `kafka` already imported."""
+    return any(c.__module__ == "kafka" or c.__module__.startswith("kafka.")
+               for c in type(exc).__mro__)
 
 
 _LIBRDKAFKA: dict[str, tuple[Kind, str]] = {
@@ -170,18 +204,8 @@ def classify(exc: BaseException) -> Verdict:
         return _classify_librdkafka(exc)
     if isinstance(exc, BufferError):  # librdkafka's queue is full (the sink bounds it anyway)
         return Verdict(Kind.RETRIABLE, "queue_full")
-    if (reason := _lookup(_REJECT, exc)) is not None:
-        return Verdict(Kind.REJECT, reason)
-    if (reason := _lookup(_FATAL, exc)) is not None:
-        return Verdict(Kind.FATAL, reason)
-    if (reason := _lookup(_RETRIABLE_EXTRA, exc)) is not None:
-        return Verdict(Kind.RETRIABLE, reason)
-    if isinstance(exc, ke.KafkaTimeoutError):
-        return Verdict(Kind.RETRIABLE, "timeout")
-    if isinstance(exc, ke.KafkaConnectionError | ke.NodeNotReadyError):
-        return Verdict(Kind.RETRIABLE, "connection")
-    if isinstance(exc, ke.KafkaError):
-        return Verdict(Kind.RETRIABLE, "broker_retriable" if exc.retriable else "other")
+    if _from_kafka_python(exc) and (v := _kafka_python().verdict(exc)) is not None:
+        return v
     if isinstance(exc, OSError):
         return Verdict(Kind.RETRIABLE, "connection")
     return Verdict(Kind.FATAL, "bug")

@@ -33,6 +33,11 @@ from opsagent.sinks.kafka.records import LibrdkafkaError
 log = logging.getLogger("opsagent.kafka")
 
 _POLL_SECS = 0.2  # the poller's longest wait (it returns as soon as an event arrives)
+# With nothing queued or in flight the poller sleeps on a Python event instead (send() and
+# close() set it): confluent-kafka's poll() wakes every 0.2 s inside however long its timeout,
+# which alone would cost an idle agent about 0.03 % of a core. It still serves the error and
+# log callbacks this often.
+_IDLE_POLL_SECS = 10.0
 
 
 def producer_configs(cfg: KafkaSinkConfig, password: str) -> dict[str, Any]:
@@ -85,6 +90,8 @@ class LibrdkafkaProducer:
         self._lock = threading.Lock()
         self._errors: list[LibrdkafkaError] = []  # from the error callback, not yet taken
         self._stop = threading.Event()
+        self._work = threading.Event()  # set by send/close: records to serve, or stop
+        self.sleeping = False  # the poller waits for `_work` (nothing to serve): for tests
         # librdkafka's log lines go to Python logging (served by poll()), under "kafka" like
         # kafka-python's, so the agent's level and rate limit apply to both.
         self._p = make({**configs, "error_cb": self._on_error,
@@ -100,9 +107,18 @@ class LibrdkafkaProducer:
                 self._errors.append(e)
 
     def _poll_loop(self) -> None:
-        poll = self._p.poll
-        while not self._stop.is_set():
+        p, work, stop = self._p, self._work, self._stop
+        poll = p.poll
+        while not stop.is_set():
             poll(_POLL_SECS)
+            if len(p) == 0:   # nothing queued, in flight, or waiting to be reported
+                work.clear()
+                # send() produces before it sets `work`: a record produced after the clear
+                # shows here, or sets `work` after this check and ends the wait.
+                if len(p) == 0 and not stop.is_set():
+                    self.sleeping = True
+                    work.wait(_IDLE_POLL_SECS)
+                    self.sleeping = False
 
     def errors(self) -> list[LibrdkafkaError]:
         """Errors the error callback reported (taken: each is returned once)."""
@@ -118,6 +134,8 @@ class LibrdkafkaProducer:
             raise
         except Exception as e:  # KafkaException: about this record (size) or the producer
             raise LibrdkafkaError.of(e) from e
+        if not self._work.is_set():
+            self._work.set()
 
     def poll_error(self) -> BaseException | None:
         """A fatal error (idempotence can no longer be guaranteed, authentication), once."""
@@ -133,6 +151,7 @@ class LibrdkafkaProducer:
             self._p.purge(True, True, False)
         except Exception as e:  # a producer in a fatal state may refuse; close() still stops it
             log.debug("librdkafka purge failed", extra={"component": "kafka", "error": str(e)})
+        self._work.set()  # the purged records' reports are served by the next poll
 
     def close(self, timeout: float) -> None:
         """Wait up to `timeout` for what is in flight, then purge the rest and stop polling.
@@ -146,6 +165,7 @@ class LibrdkafkaProducer:
             log.debug("librdkafka close failed", extra={"component": "kafka", "error": str(e)})
         finally:
             self._stop.set()
+            self._work.set()
             if threading.current_thread() is not self._poller:
                 self._poller.join(_POLL_SECS * 5)
 

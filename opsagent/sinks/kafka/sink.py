@@ -21,7 +21,7 @@ import collections
 import logging
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import prometheus_client
 
@@ -86,6 +86,7 @@ class KafkaSink:
         self._inbox = Inbox(self._on_failure)
         self._wake = self._inbox.wake
         self._done_q = self._inbox.done
+        self._notify: Callable[[], None] | None = None
         # Counted per record, added to the prometheus counters once per _pump (cheaper).
         self._n_sent = self._n_bytes = self._n_acked = 0
         self._key_bytes: dict[str, bytes] = {}
@@ -163,6 +164,16 @@ class KafkaSink:
             self._acks.clear()
             return out
 
+    def idle(self) -> bool:
+        """Nothing held and nothing on a timer (no reconnect scheduled, no fence to finish):
+        the caller may sleep until new records or set_notify's call (a connection attempt's
+        outcome). Records held need the caller back within STALL_SECS-scale waits instead."""
+        return not self._files and self._retry_at is None and not self._is_aborted(self._gen)
+
+    def set_notify(self, notify: Callable[[], None]) -> None:
+        """Called (from another thread) when the sink has news for an idle caller."""
+        self._notify = notify
+
     @property
     def inflight_bytes(self) -> int:
         return self._inflight_bytes
@@ -209,7 +220,11 @@ class KafkaSink:
     # ---- internals (caller thread, under self._lock) -------------------------------------
 
     def _wake_up(self) -> None:
+        """The connector's outcome is ready (its thread)."""
         self._wake.set()
+        notify = self._notify
+        if notify is not None:
+            notify()
 
     def _wait(self, secs: float) -> None:
         """Wait for a completion (or `secs`). The flag is raised before the queue is checked, so

@@ -300,8 +300,19 @@ class Waker:
             self.rescan.set()
         self.wake.set()
 
+    @property
+    def reliable(self) -> bool:
+        """Whether every write to a tailed file makes an event: watching, and every matched
+        directory watched. Only then may a reader sleep until an event or a deadline."""
+        w = self._watcher
+        return w is not None and w.complete
+
     def stop(self) -> None:
-        """Stop watching; the watcher's thread ends (and closes its inotify fd) within its
-        poll interval, without the caller (a drain on a deadline) waiting for it."""
+        """Stop watching; the watcher's thread ends (and closes its inotify fd) at once,
+        without the caller (a drain on a deadline) waiting for it."""
+        w = self._watcher
         self._watcher = self._thread = None
         self._halt.set()
+        if w is not None:
+            w.interrupt()
+        self.wake.set()  # a poll sleeping until an event returns

@@ -70,6 +70,10 @@ class MultilineJoiner:
         self._last_push = self._clock.monotonic()
         return out
 
+    def due_at(self) -> float | None:
+        """When flush_due() will return the held group (monotonic), None when none is held."""
+        return self._last_push + self._cfg.flush_timeout_secs if self._group else None
+
     def flush_due(self) -> list[Line]:
         """The held group if no line arrived for flush_timeout_secs, else []."""
         if self._group and (

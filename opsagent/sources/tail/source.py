@@ -15,6 +15,7 @@ from opsagent.clock import Clock
 from opsagent.errors import RetriableError
 from opsagent.sources.tail.config import TailConfig
 from opsagent.sources.tail.discovery import Matcher, Waker
+from opsagent.sources.tail.due import next_due
 from opsagent.sources.tail.fileset import FileSet
 from opsagent.sources.tail.identity import FileKey, head_hash, tail_hash
 from opsagent.sources.tail.metadata import PathFields
@@ -143,13 +144,25 @@ class TailSource:
 
     # ---- reading --------------------------------------------------------------------------
 
-    def poll(self, max_records: int = 10_000, timeout: float = 0.5) -> list[Record]:
-        """Up to max_records new records, waiting up to `timeout` seconds when none is ready."""
-        return to_records(self._poll_segs(max_records, timeout))
+    def poll(self, max_records: int = 10_000, timeout: float = 0.5, *,
+             idle_max: float = 0.0) -> list[Record]:
+        """Up to max_records new records, waiting up to `timeout` seconds when none is ready.
 
-    def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5) -> list[Batch]:
+        `idle_max` > `timeout`: the caller has nothing to do on a timer for that long (its sink
+        is idle: math.inf), so when inotify covers every tailed directory the wait lasts until
+        an event (a write, a rename, an ack freeing read-ahead, wake()) or the source's own next
+        deadline (rescan, checkpoint save, partial-line and rotated-file timeouts: due.py), at
+        most `idle_max`, never less than `timeout`. An idle agent then does not wake up."""
+        return to_records(self._poll_segs(max_records, timeout, idle_max))
+
+    def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5, *,
+                     idle_max: float = 0.0) -> list[Batch]:
         """Like poll() but grouped per file run (cheaper for high line rates)."""
-        return to_batches(self._poll_segs(max_lines, timeout))
+        return to_batches(self._poll_segs(max_lines, timeout, idle_max))
+
+    def wake(self) -> None:
+        """End a poll's wait now (a stop request, new work for the caller). Any thread."""
+        self._waker.wake.set()
 
     def flush_partial(self) -> list[Record]:
         """At shutdown: emit what is held (partial line, multiline group) of files that ended
@@ -244,15 +257,39 @@ class TailSource:
             out.append((f, max(0, size - f.acked)))
         return out
 
-    def _poll_segs(self, max_lines: int, timeout: float) -> list[tuple[TailedFile, list[Seg]]]:
+    def _poll_segs(self, max_lines: int, timeout: float,
+                   idle_max: float = 0.0) -> list[tuple[TailedFile, list[Seg]]]:
         if not self._started:
             raise RuntimeError("TailSource.poll() before start()")
         out = self._collect(max_lines)
         if not out and timeout > 0:
+            if idle_max > timeout:
+                timeout = min(idle_max, self._idle_wait(timeout))
             self._waker.wake.wait(timeout)
             self._waker.wake.clear()
             out = self._collect(max_lines)
         return out
+
+    def _idle_wait(self, short: float) -> float:
+        """How long a poll with nothing to return may sleep (see poll's `until_due`)."""
+        with self._lock:
+            if not self._waker.reliable:
+                return short   # some write would make no event: poll as before
+            now = self._clock.monotonic()
+            deadlines = [self._next_rescan]
+            due = next_due(self._set.files.values(), now, self._cfg,
+                           hold_partial=self._set.hold_partial)
+            if due is not None:
+                deadlines.append(due)
+            if self._set.resume_from:
+                deadlines.append(self._set.orphans_until)
+            if self._waker.rescan.is_set():   # an event-driven rescan held back by its pace
+                deadlines.append(self._last_rescan + _EVENT_RESCAN_SECS)
+            if self._store is not None and self._offsets() != self._last_saved:
+                deadlines.append(self._next_save)
+            # Never shorter than `short`: a deadline that passed without effect (a partial
+            # line whose file grew meanwhile) must not turn the wait into a busy loop.
+            return max(short, min(deadlines) - now)
 
     def _take(self, f: TailedFile, max_lines: int,
               out: list[tuple[TailedFile, list[Seg]]]) -> int:
@@ -346,6 +383,13 @@ class TailSource:
 
     # ---- checkpoints ----------------------------------------------------------------------
 
+    def _offsets(self) -> dict[str, tuple[int, str]]:
+        """What _save would compare with the last save: (acked offset, path) per identity."""
+        offsets = {str(f.key): (f.acked, f.path) for f in self._set.files.values() if f.fd >= 0}
+        for cp in self._set.resume_from.values():
+            offsets.setdefault(cp.id, (cp.offset, cp.path))
+        return offsets
+
     def _save(self) -> None:
         if self._store is None:
             return
@@ -370,7 +414,7 @@ class TailSource:
         for cp in self._set.resume_from.values():
             entries.setdefault(cp.id, cp)
             offsets.setdefault(cp.id, (cp.offset, cp.path))
-        if offsets == self._last_saved:
+        if offsets == self._last_saved:   # same as _offsets(), built on the way
             return
         try:
             self._store.save(entries)

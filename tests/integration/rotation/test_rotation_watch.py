@@ -23,13 +23,15 @@ def watched(tmp_path: Path) -> Iterator[tuple[DirWatcher, queue.Queue[str], Path
     q: queue.Queue[str] = queue.Queue()
     w = DirWatcher(q)
     halt = threading.Event()
-    t = threading.Thread(target=w.pump, args=(halt, 0.05), daemon=True)
+    t = threading.Thread(target=w.pump, args=(halt,), daemon=True)
     t.start()
     try:
         yield w, q, tmp_path
     finally:
         halt.set()
+        w.interrupt()
         t.join(5)
+        assert not t.is_alive(), "interrupt() did not end the pump"
         w.close()
 
 
@@ -90,3 +92,17 @@ def test_a_directory_renamed_away_and_recreated_is_watched_again(
     w.sync([str(logs)], [])
     (logs / "app.log").write_bytes(b"x\n")   # ...and the new directory is watched
     assert _drain(q) == {str(logs)}
+
+
+def test_unwatchable_directories_make_the_watch_incomplete(
+        watched: tuple[DirWatcher, queue.Queue[str], Path]) -> None:
+    """An owner sleeping until an event must know when some directory has no watch (gone,
+    or watches exhausted): writes there make no event (issue 12, "Idle cost")."""
+    w, _q, tmp = watched
+    logs = str(tmp / "tree" / "pod-a" / "logs")
+    w.sync([logs], [])
+    assert w.complete
+    w.sync([logs, str(tmp / "tree" / "missing")], [])
+    assert not w.complete
+    w.sync([logs], [])
+    assert w.complete

@@ -24,6 +24,7 @@ from opsagent.app import (
     CONFIG_CHANGED,
     CONFIG_SETTLE_SECS,
     RESTART_BACKOFF_SECS,
+    SUPERVISE_SECS,
     Agent,
     wanted_components,
 )
@@ -227,6 +228,51 @@ def test_dead_component_is_restarted_after_the_backoff(
                                            {"kind": "forward"}) == 1
     others = [c for k, c in agent.fakes.items() if k != key]
     assert all(c.stopped_with is None for c in others)
+
+
+def test_the_main_loop_sleeps_until_its_next_deadline(
+        setup: tuple[FakeAgent, Path, FakeClock]) -> None:
+    """Idle cost (issue 12): no 1 s tick; the loop wakes for a restart's backoff, for a
+    restarted component to count as up, and at the latest after SUPERVISE_SECS."""
+    agent, _, clock = setup
+    agent.start()
+    assert agent._sleep_secs() == SUPERVISE_SECS
+    key = ("forward", "critical")
+    agent.fakes[key].dead = True
+    agent._check_components()                       # seen dead: restart due after the backoff
+    clock.advance(1.0)
+    assert agent._sleep_secs() == pytest.approx(RESTART_BACKOFF_SECS - 1.0)
+    clock.advance(RESTART_BACKOFF_SECS)
+    agent._check_components()                       # restarted: up once it ran a backoff
+    assert agent._sleep_secs() == pytest.approx(RESTART_BACKOFF_SECS)
+    clock.advance(RESTART_BACKOFF_SECS)
+    agent._check_components()
+    assert agent._sleep_secs() == SUPERVISE_SECS
+
+
+def test_a_component_thread_that_dies_wakes_the_main_loop(tmp_path: Path) -> None:
+    """A component failing on its own thread puts COMPONENT_EXITED on the agent's queue (the
+    loop no longer polls every second); one stopped on purpose does not."""
+    from opsagent.components import _Threaded
+
+    class Dies(_Threaded):
+        def body(self, stop: threading.Event) -> None:
+            raise RuntimeError("boom")
+
+    class Waits(_Threaded):
+        def body(self, stop: threading.Event) -> None:
+            stop.wait()
+
+    got: list[str] = []
+    dies = Dies(("forward", "x"), lambda: got.append("exited"))
+    dies.start()
+    assert dies._thread is not None
+    dies._thread.join(10)
+    assert got == ["exited"] and isinstance(dies.failed, RuntimeError)
+    waits = Waits(("rotate", "y"), lambda: got.append("stopped"))
+    waits.start()
+    assert waits.stop(10)
+    assert got == ["exited"]
 
 
 def test_drain_stops_every_component_concurrently(

@@ -80,3 +80,15 @@ def test_serves_on_ipv6_when_the_address_is_ipv6() -> None:
         assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"ok\n")
     finally:
         srv.stop()
+
+
+def test_stop_ends_the_serving_thread_and_closes_the_port() -> None:
+    """The server sleeps without a poll interval (idle cost); stop() must still end it."""
+    srv = TelemetryServer("127.0.0.1:0", CollectorRegistry(), Health(lambda: 0.0))
+    srv.start()
+    assert _get(srv, "/healthz")[0] == 200
+    srv.stop()
+    assert not srv._thread.is_alive()
+    with pytest.raises(urllib.error.URLError):
+        _get(srv, "/healthz")
+    srv.stop()  # twice: no error

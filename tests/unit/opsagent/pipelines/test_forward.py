@@ -4,9 +4,10 @@ and, with the real tail source over real files, that checkpoints never pass an u
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import prometheus_client
@@ -63,6 +64,12 @@ class FakeSink:
     def poll_acked(self) -> list[tuple[str, int]]:
         return self.ack_first(len(self.unacked)) if self.auto_ack else []
 
+    def idle(self) -> bool:
+        return not self.unacked
+
+    def set_notify(self, notify: Callable[[], None]) -> None:
+        self.notify = notify
+
     def close(self, deadline_secs: float) -> None:
         self.closed_with = deadline_secs
 
@@ -75,11 +82,18 @@ class FakeSource:
         self.stopped = False
         self.fail_next = False
         self.discovered = 0
+        self.idle_max: list[float] = []  # per poll: how long the pipeline let it sleep
+        self.woken = 0
 
     def start(self) -> None:
         pass
 
-    def poll(self, max_records: int = 10_000, timeout: float = 0.5) -> list[Record]:
+    def wake(self) -> None:
+        self.woken += 1
+
+    def poll(self, max_records: int = 10_000, timeout: float = 0.5, *,
+             idle_max: float = 0.0) -> list[Record]:
+        self.idle_max.append(idle_max)
         if self.fail_next:
             self.fail_next = False
             raise RetriableError("No space left on device")
@@ -267,8 +281,9 @@ def test_run_stops_when_the_event_is_set() -> None:
     sink = FakeSink()
 
     class StoppingSource(FakeSource):
-        def poll(self, max_records: int = 10_000, timeout: float = 0.5) -> list[Record]:
-            out = super().poll(max_records, timeout)
+        def poll(self, max_records: int = 10_000, timeout: float = 0.5, *,
+                 idle_max: float = 0.0) -> list[Record]:
+            out = super().poll(max_records, timeout, idle_max=idle_max)
             if not out:
                 stop.set()
             return out
@@ -530,3 +545,27 @@ def test_forward_command_config_errors_exit_2(
     p.write_text(text)
     assert main(["forward", "--config", str(p)]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_the_source_may_sleep_until_due_only_while_the_sink_holds_nothing() -> None:
+    """Idle cost (issue 12): with records unacknowledged the step polls on its short timeout
+    (acks are routed promptly); with nothing held it lets the source sleep until an event."""
+    sink = FakeSink(auto_ack=False)
+    src = FakeSource([[rec(0, b"a")], [], []])
+    p = pipeline(src, sink, FakeClock())
+    p.open()
+    p.step()               # takes "a": the sink holds it from now on
+    p.step()               # nothing new, "a" unacknowledged
+    sink.auto_ack = True
+    p.step()               # routes the ack first: the sink is idle again
+    assert src.idle_max == [math.inf, 0.0, math.inf]
+
+
+def test_wake_ends_the_sources_wait_and_the_sink_can_ring_it() -> None:
+    sink = FakeSink()
+    src = FakeSource([])
+    p = pipeline(src, sink, FakeClock())
+    p.open()
+    sink.notify()          # e.g. the Kafka connection attempt finished
+    p.wake()               # e.g. stop requested
+    assert src.woken == 2

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -26,13 +27,20 @@ class FakeSource:
         self.pending: list[Batch] = []
         self.partial: list[Record] = []
         self.started = self.stopped = False
+        self.idle_max: list[float] = []   # per poll: how long the pipeline let it sleep
+        self.woken = 0
 
     def start(self) -> None:
         self.started = True
 
-    def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5) -> list[Batch]:
+    def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5, *,
+                     idle_max: float = 0.0) -> list[Batch]:
+        self.idle_max.append(idle_max)
         out, self.pending = self.pending, []
         return out
+
+    def wake(self) -> None:
+        self.woken += 1
 
     def flush_partial(self) -> list[Record]:
         out, self.partial = self.partial, []
@@ -50,6 +58,7 @@ class FakeSink:
         self.sent: list[Interval] = []
         self.ticks = 0
         self.started = self.closed = False
+        self.backlog = False
 
     def start(self) -> None:
         self.started = True
@@ -59,6 +68,9 @@ class FakeSink:
 
     def tick(self) -> None:
         self.ticks += 1
+
+    def busy(self) -> bool:
+        return self.backlog
 
     def close(self) -> None:
         self.closed = True
@@ -94,6 +106,31 @@ def test_intervals_are_sent_after_late_secs_on_the_injected_clock() -> None:
     assert iv.start == 1000
     assert requests(iv) == {(("iface", "a"), ("pod", "p")): 2, (("iface", "b"), ("pod", "p")): 1}
     assert sink.ticks == 3
+
+
+def test_an_idle_poll_sleeps_until_the_next_interval_is_due() -> None:
+    """Idle cost (issue 12): with nothing open the poll may sleep without limit; with an open
+    interval until late_secs after its end; with a sink backlog only poll_timeout."""
+    clock = FakeClock(wall=1000.0)
+    src, sink = FakeSource(), FakeSink()
+    p = ProfilePipeline(cfg(), clock=clock, registry=prometheus_client.CollectorRegistry(),
+                        source=src, sinks=[sink])
+    p.start(thread=False)
+    p.run_once()                       # nothing read yet
+    src.feed(b"a|1")
+    p.run_once()                       # opens [1000, 1010)
+    clock.advance(3.0)
+    p.run_once()                       # due at 1010 + late_secs 2 = 1012: 9 s from 1003
+    sink.backlog = True
+    p.run_once()
+    sink.backlog = False
+    clock.advance(20.0)
+    p.run_once()                       # 1023: overdue, then sent
+    p.run_once()
+    assert src.idle_max == [math.inf, math.inf, 9.0, 0.0, 0.0, math.inf]
+    assert len(sink.sent) == 1
+    p.stop()
+    assert src.woken == 1              # stop ends a sleeping poll
 
 
 def test_only_the_cut_lines_are_dropped_not_whole_lines_of_exactly_the_limit() -> None:
@@ -203,7 +240,8 @@ def test_a_failing_iteration_does_not_kill_the_pipeline_thread() -> None:
     class Flaky(FakeSource):
         calls = 0
 
-        def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5) -> list[Batch]:
+        def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5, *,
+                         idle_max: float = 0.0) -> list[Batch]:
             Flaky.calls += 1
             if Flaky.calls == 1:
                 raise OSError("disk on fire")
@@ -296,7 +334,8 @@ class StuckSource(FakeSource):
         self.release = threading.Event()
         self.entered = threading.Event()
 
-    def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5) -> list[Batch]:
+    def poll_batches(self, max_lines: int = 10_000, timeout: float = 0.5, *,
+                     idle_max: float = 0.0) -> list[Batch]:
         self.entered.set()
         self.release.wait(30.0)
         return super().poll_batches(max_lines, timeout)

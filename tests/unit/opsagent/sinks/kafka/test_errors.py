@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from kafka import errors as ke
 
@@ -108,3 +111,18 @@ def test_a_librdkafka_exception_carries_its_error_and_fatal_flag() -> None:
     assert classify(LibrdkafkaError("SOMETHING_NEW", "x", fatal=True)).kind is Kind.FATAL
     assert classify(LibrdkafkaError("SOMETHING_NEW", "x")).kind is Kind.RETRIABLE
     assert classify(BufferError("Local: Queue full")).reason == "queue_full"
+
+
+def test_the_librdkafka_path_never_imports_kafka_python() -> None:
+    """Importing `kafka` loads the whole kafka-python client (about 20 MB): an agent on the
+    default backend must not pay it (issue 12, idle RSS). Checked in a fresh interpreter."""
+    code = ("import sys\n"
+            "import opsagent.app, opsagent.components, opsagent.pipelines.forward\n"
+            "import opsagent.sinks.kafka.sink, opsagent.sinks.kafka.librdkafka\n"
+            "from opsagent.sinks.kafka.errors import classify\n"
+            "from opsagent.sinks.kafka.records import LibrdkafkaError\n"
+            "classify(LibrdkafkaError('_TRANSPORT', 'down')); classify(OSError('x'))\n"
+            "print(sorted(m for m in sys.modules if m == 'kafka' or m.startswith('kafka.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -44,6 +44,8 @@ class FakeRdProducer:
         self.purged: list[tuple[bool, bool, bool]] = []
         self.flushed: list[float] = []
         self.lock = threading.Lock()
+        self.polls = 0
+        self.served = 0
 
     def list_topics(self, timeout: float) -> object:
         for e in self.cb_errors:
@@ -63,11 +65,18 @@ class FakeRdProducer:
         with self.lock:
             self.events.append(lambda: cb(err, object()))
 
+    def __len__(self) -> int:   # librdkafka's outq_len: not yet reported
+        with self.lock:
+            return max(0, len(self.produced) - self.served) + len(self.events)
+
     def poll(self, timeout: float) -> int:
         with self.lock:
             events, self.events = self.events, []
+            self.polls += 1
         for ev in events:
             ev()
+        with self.lock:
+            self.served += len(events)
         if not events:
             threading.Event().wait(min(timeout, 0.01))
         return len(events)
@@ -227,3 +236,32 @@ def test_abort_purges_without_blocking_and_fails_what_is_queued() -> None:
     assert failed.wait(10)
     assert classify(errors[0]).reason == "producer_aborted"
     producer.close(0)
+
+
+def _wait_for(cond: Callable[[], bool], secs: float = 10.0) -> bool:
+    end = threading.Event()
+    for _ in range(int(secs / 0.005)):
+        if cond():
+            return True
+        end.wait(0.005)
+    return cond()
+
+
+def test_an_idle_poller_sleeps_until_a_record_is_sent_and_stops_at_once() -> None:
+    """Idle cost (issue 12): with nothing queued the poller does not call poll() (whose 0.2 s
+    internal wake-ups would cost an idle agent); a send wakes it, close() ends it."""
+    make, made = factory()
+    producer = create_librdkafka_producer(CFG, make)
+    assert isinstance(producer, LibrdkafkaProducer)
+    fake = made[0]
+    assert _wait_for(lambda: producer.sleeping)
+    polls = fake.polls
+    got = threading.Event()
+    producer.send("logs", key=b"k", value=b"v", headers=[],
+                  on_done=lambda *a: got.set())
+    fake.deliver(0)
+    assert got.wait(10)                      # served by the woken poller
+    assert fake.polls > polls
+    assert _wait_for(lambda: producer.sleeping)   # asleep again once all is reported
+    producer.close(0)
+    assert _wait_for(lambda: not producer._poller.is_alive(), 2.0)
