@@ -90,15 +90,19 @@ def record_size(key: str, value: bytes, headers: list[tuple[str, bytes]]) -> int
 class Inbox:
     """Where completions arrive from the client's thread: `done` (deque.append is atomic) and
     the wake-up of a caller waiting for them (set only while `waiting`, so an idle sink is not
-    woken per record); `on_failure(gen)` runs on that thread for every failed delivery."""
+    woken per record); `on_failure(gen)` runs on that thread for every failed delivery. While
+    `armed`, the next completion also calls `notify` once (the sink's caller may be waiting
+    on something else that only acknowledgements unblock: see KafkaSink.poll_acked)."""
 
-    __slots__ = ("done", "on_failure", "wake", "waiting")
+    __slots__ = ("armed", "done", "notify", "on_failure", "wake", "waiting")
 
     def __init__(self, on_failure: Callable[[int], None]) -> None:
         self.done: collections.deque[Completion] = collections.deque()
         self.wake = threading.Event()
         self.waiting = False
         self.on_failure = on_failure
+        self.notify: Callable[[], None] | None = None
+        self.armed = False
 
 
 _NO_MSG = object()
@@ -131,6 +135,11 @@ class Completion:
             inbox.on_failure(self.gen)
         elif inbox.waiting:
             inbox.wake.set()
+        if inbox.armed:
+            inbox.armed = False
+            notify = inbox.notify
+            if notify is not None:
+                notify()
 
 
 class LibrdkafkaError(Exception):

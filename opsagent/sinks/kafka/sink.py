@@ -156,9 +156,18 @@ class KafkaSink:
 
     def poll_acked(self) -> list[tuple[str, int]]:
         """(file key, end offset) for each file whose handled prefix grew since the last call:
-        every record of that file up to `end` is acknowledged by Kafka or dead-lettered."""
+        every record of that file up to `end` is acknowledged by Kafka or dead-lettered.
+
+        While records are held, the next completion after this call also calls set_notify's
+        function, once: a caller that now waits elsewhere (a source that stopped reading at its
+        read-ahead bound until acknowledgements come back) is woken instead of sleeping out its
+        timeout. Armed before the pump, so a completion racing with it still notifies."""
         with self._lock:
+            inbox = self._inbox
+            inbox.armed = inbox.notify is not None and bool(self._files)
             self._pump()
+            if not self._files:
+                inbox.armed = False
             self._raise_if_fatal()
             out = list(self._acks.items())
             self._acks.clear()
@@ -171,8 +180,10 @@ class KafkaSink:
         return not self._files and self._retry_at is None and not self._is_aborted(self._gen)
 
     def set_notify(self, notify: Callable[[], None]) -> None:
-        """Called (from another thread) when the sink has news for an idle caller."""
+        """Called (from another thread) when the sink has news for an idle caller, and after
+        poll_acked when the first completion arrives (see there)."""
         self._notify = notify
+        self._inbox.notify = notify
 
     @property
     def inflight_bytes(self) -> int:
