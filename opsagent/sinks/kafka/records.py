@@ -91,10 +91,11 @@ class Inbox:
     """Where completions arrive from the client's thread: `done` (deque.append is atomic) and
     the wake-up of a caller waiting for them (set only while `waiting`, so an idle sink is not
     woken per record); `on_failure(gen)` runs on that thread for every failed delivery. While
-    `armed`, the next completion also calls `notify` once (the sink's caller may be waiting
-    on something else that only acknowledgements unblock: see KafkaSink.poll_acked)."""
+    `notify_after` > 0, the completion that makes `done` that long also calls `notify`, once
+    (the sink's caller may be waiting on something else that only acknowledgements unblock:
+    see KafkaSink.poll_acked)."""
 
-    __slots__ = ("armed", "done", "notify", "on_failure", "wake", "waiting")
+    __slots__ = ("done", "notify", "notify_after", "on_failure", "wake", "waiting")
 
     def __init__(self, on_failure: Callable[[int], None]) -> None:
         self.done: collections.deque[Completion] = collections.deque()
@@ -102,7 +103,7 @@ class Inbox:
         self.waiting = False
         self.on_failure = on_failure
         self.notify: Callable[[], None] | None = None
-        self.armed = False
+        self.notify_after = 0
 
 
 _NO_MSG = object()
@@ -135,8 +136,9 @@ class Completion:
             inbox.on_failure(self.gen)
         elif inbox.waiting:
             inbox.wake.set()
-        if inbox.armed:
-            inbox.armed = False
+        n = inbox.notify_after
+        if n and len(inbox.done) >= n:
+            inbox.notify_after = 0
             notify = inbox.notify
             if notify is not None:
                 notify()

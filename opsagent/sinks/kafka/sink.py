@@ -55,6 +55,8 @@ STALL_SECS = 5.0
 # Failures that say the cluster could not be reached: the next producer's connection attempt
 # paces itself (the client reconnects every reconnect_backoff_max_ms at most), so the sink
 # waits no longer than that before it, and delivery resumes soon after the cluster is back.
+# poll_acked's notification comes after this fraction of the records in flight completed.
+_NOTIFY_FRACTION = 8
 _UNREACHABLE = frozenset({"timeout", "connection", "broker_unavailable"})
 
 
@@ -158,16 +160,21 @@ class KafkaSink:
         """(file key, end offset) for each file whose handled prefix grew since the last call:
         every record of that file up to `end` is acknowledged by Kafka or dead-lettered.
 
-        While records are held, the next completion after this call also calls set_notify's
-        function, once: a caller that now waits elsewhere (a source that stopped reading at its
-        read-ahead bound until acknowledgements come back) is woken instead of sleeping out its
-        timeout. Armed before the pump, so a completion racing with it still notifies."""
+        While records are held, set_notify's function is also called, once, when an eighth
+        of the records in flight (at least one) completed after this call: a caller that now
+        waits elsewhere (a source that stopped reading at its read-ahead bound until
+        acknowledgements come back) is woken with a useful amount of them instead of sleeping
+        out its timeout, and not per completion (each wake-up costs the caller an empty loop).
+        Armed before the pump, so completions racing with it still count."""
         with self._lock:
             inbox = self._inbox
-            inbox.armed = inbox.notify is not None and bool(self._files)
+            if inbox.notify is not None and self._files:
+                inbox.notify_after = max(1, self._outstanding[self._gen] // _NOTIFY_FRACTION)
+            else:
+                inbox.notify_after = 0
             self._pump()
             if not self._files:
-                inbox.armed = False
+                inbox.notify_after = 0
             self._raise_if_fatal()
             out = list(self._acks.items())
             self._acks.clear()

@@ -562,3 +562,17 @@ def test_first_completion_after_poll_acked_notifies_once_while_records_are_held(
     h.sink.submit([rec("a", 3)])
     p.by_value(b"a-3").fail(ke.KafkaTimeoutError("expired"))  # not armed: no poll_acked since
     assert calls == [1]
+
+
+def test_with_many_records_in_flight_the_notification_waits_for_an_eighth_of_them(
+        h: Harness) -> None:
+    # One wake-up per completion would cost the caller an empty loop each.
+    calls: list[int] = []
+    h.sink.set_notify(lambda: calls.append(1))
+    h.sink.submit([rec("a", i) for i in range(1, 17)])
+    assert h.sink.poll_acked() == []
+    p = h.factory.current
+    p.by_value(b"a-1").succeed()
+    assert calls == []
+    p.by_value(b"a-2").succeed()
+    assert calls == [1]
