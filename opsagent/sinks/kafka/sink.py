@@ -55,9 +55,9 @@ STALL_SECS = 5.0
 # Failures that say the cluster could not be reached: the next producer's connection attempt
 # paces itself (the client reconnects every reconnect_backoff_max_ms at most), so the sink
 # waits no longer than that before it, and delivery resumes soon after the cluster is back.
-# poll_acked's notification comes after this fraction of the records in flight completed.
-_NOTIFY_FRACTION = 8
 _UNREACHABLE = frozenset({"timeout", "connection", "broker_unavailable"})
+# poll_acked's notification comes once this fraction of the records in flight completed.
+_NOTIFY_FRACTION = 8
 
 
 class KafkaSink:
@@ -188,7 +188,7 @@ class KafkaSink:
 
     def set_notify(self, notify: Callable[[], None]) -> None:
         """Called (from another thread) when the sink has news for an idle caller, and after
-        poll_acked when the first completion arrives (see there)."""
+        poll_acked once part of what is in flight completed (see there)."""
         self._notify = notify
         self._inbox.notify = notify
 
@@ -470,9 +470,10 @@ class KafkaSink:
         self._settled = True
 
     def _count_done(self, gen: int, count: int) -> None:
+        """`count` completions of generation `gen` arrived: fewer of its sends are in flight."""
         n = self._outstanding[gen] - count
         if n <= 0:
-            del self._outstanding[gen]
+            self._outstanding.pop(gen, None)
         else:
             self._outstanding[gen] = n
 
