@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import math
+import operator
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -29,6 +30,7 @@ from opsagent.errors import FatalError, RetriableError
 from opsagent.pipelines.forward_config import ForwardConfig
 from opsagent.pipelines.forward_lag import forward_lag
 from opsagent.sinks.kafka import OutRecord, SinkClosed, SinkFull
+from opsagent.sinks.kafka.records import record_size
 from opsagent.sources.tail import FileKey, Record
 from opsagent.telemetry.registry import PerRegistry
 
@@ -42,6 +44,9 @@ HEADER_TIMESTAMP = "timestamp"
 # when present, then any others sorted by name.
 FIELD_ORDER = ("node", "pod", "namespace")
 
+_KEY = operator.attrgetter("key")
+_END = operator.attrgetter("end")
+_VALUE = operator.attrgetter("value")
 _HEADER_CACHE_MAX = 4096  # (file key, path) -> encoded field headers; cleared when full
 
 
@@ -117,7 +122,24 @@ def json_value(rec: Record, timestamp_ms: int) -> bytes:
     doc["timestamp_ms"] = timestamp_ms
     if rec.truncated:
         doc["truncated"] = True
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        # A file name (or a path_pattern field taken from it) that is not valid UTF-8 reaches
+        # us with surrogate escapes, which UTF-8 cannot encode: U+FFFD in the text, and the
+        # path's exact bytes in "file_b64" (the `file` header has them too).
+        for name, text in doc.items():
+            if isinstance(text, str):
+                doc[name] = _valid_text(text)
+        raw = rec.path.encode("utf-8", "surrogateescape")
+        if raw.decode("utf-8", "replace") != rec.path:
+            doc["file_b64"] = base64.b64encode(raw).decode("ascii")
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _valid_text(text: str) -> str:
+    """`text` with each surrogate escape (an undecodable byte of a name) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class ForwardPipeline:
@@ -160,32 +182,53 @@ class ForwardPipeline:
     def build(self, records: Sequence[Record], timestamp_ms: int) -> list[OutRecord]:
         """Kafka records for source records: key = file identity (one file -> one partition),
         value = line (or JSON envelope), headers = fields + file + offset + timestamp."""
+        if self.cfg.value_format == "json":
+            return self._build_json(records, timestamp_ms)
         out: list[OutRecord] = []
-        ts = str(timestamp_ms).encode("ascii")
-        as_json = self.cfg.value_format == "json"
-        ts_header = (HEADER_TIMESTAMP, ts)
+        append = out.append
+        ts_header = (HEADER_TIMESTAMP, str(timestamp_ms).encode("ascii"))
         last_fk: FileKey | None = None
         last_path = ""
         key = ""
         prefix: list[tuple[str, bytes]] = []
-        append = out.append
-        for rec in records:
+        fixed = 0
+        out_record = OutRecord
+        # Record is a named tuple: unpacked without attribute lookups.
+        for fk, path, start, end, data, _, fields in records:
             # Consecutive records of one file share their key and path objects: look up once.
-            if rec.key is not last_fk or rec.path is not last_path:
-                last_fk, last_path = rec.key, rec.path
-                key = str(rec.key)
-                cached = self._headers.get((key, rec.path))
-                if cached is None:
-                    if len(self._headers) >= _HEADER_CACHE_MAX:
-                        self._headers.clear()
-                    cached = field_headers(rec.fields)
-                    cached.append((HEADER_FILE, rec.path.encode("utf-8", "surrogateescape")))
-                    self._headers[(key, rec.path)] = cached
-                prefix = cached
-            headers = [*prefix, (HEADER_OFFSET, str(rec.start).encode("ascii")), ts_header]
-            value = json_value(rec, timestamp_ms) if as_json else rec.data
-            append(OutRecord(key, value, headers, rec.end))
+            if fk is not last_fk or path is not last_path:
+                last_fk, last_path = fk, path
+                key, prefix = self._file_headers(fk, path, fields)
+                # What every record of this file counts against the sink's in-flight bound
+                # besides its value and offset digits (records.record_size, summed once).
+                fixed = record_size(key, b"", [*prefix, (HEADER_OFFSET, b""), ts_header])
+            offset = b"%d" % start
+            append(out_record(key, data, [*prefix, (HEADER_OFFSET, offset), ts_header], end,
+                              fixed + len(data) + len(offset)))
         return out
+
+    def _build_json(self, records: Sequence[Record], timestamp_ms: int) -> list[OutRecord]:
+        ts_header = (HEADER_TIMESTAMP, str(timestamp_ms).encode("ascii"))
+        out: list[OutRecord] = []
+        for rec in records:
+            key, prefix = self._file_headers(rec.key, rec.path, rec.fields)
+            out.append(OutRecord(key, json_value(rec, timestamp_ms),
+                                 [*prefix, (HEADER_OFFSET, b"%d" % rec.start), ts_header],
+                                 rec.end))
+        return out
+
+    def _file_headers(self, fk: FileKey, path: str,
+                      fields: Mapping[str, str]) -> tuple[str, list[tuple[str, bytes]]]:
+        """The record key of a file and its headers before offset and timestamp."""
+        key = str(fk)
+        cached = self._headers.get((key, path))
+        if cached is None:
+            if len(self._headers) >= _HEADER_CACHE_MAX:
+                self._headers.clear()
+            cached = field_headers(fields)
+            cached.append((HEADER_FILE, path.encode("utf-8", "surrogateescape")))
+            self._headers[(key, path)] = cached
+        return key, cached
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -263,11 +306,10 @@ class ForwardPipeline:
         except (SinkFull, SinkClosed) as e:
             taken = e.accepted
         done = batch[:taken] if taken < len(batch) else batch
-        outstanding = self._outstanding
-        nbytes = 0
-        for r in done:
-            outstanding[r.key] = r.end
-            nbytes += len(r.value)
+        # The last end per file (a dict keeps the last value of a key) and the value bytes,
+        # both in C: this runs for every line forwarded.
+        self._outstanding.update(zip(map(_KEY, done), map(_END, done), strict=True))
+        nbytes = sum(map(len, map(_VALUE, done)))
         self._pending = batch[taken:]
         self._m_records.inc(taken)
         self._m_bytes.inc(nbytes)

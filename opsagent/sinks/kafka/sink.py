@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -38,11 +37,11 @@ from opsagent.sinks.kafka.producer import Producer, ProducerFactory
 from opsagent.sinks.kafka.records import (
     Completion,
     Entry,
+    Inbox,
     OutRecord,
     SinkClosed,
     SinkFull,
     backoff_secs,
-    record_size,
 )
 
 __all__ = ["KafkaSink", "KafkaSinkConfig", "OutRecord", "SinkClosed", "SinkFull", "backoff_secs"]
@@ -57,6 +56,8 @@ STALL_SECS = 5.0
 # paces itself (the client reconnects every reconnect_backoff_max_ms at most), so the sink
 # waits no longer than that before it, and delivery resumes soon after the cluster is back.
 _UNREACHABLE = frozenset({"timeout", "connection", "broker_unavailable"})
+# poll_acked's notification comes once this fraction of the records in flight completed.
+_NOTIFY_FRACTION = 8
 
 
 class KafkaSink:
@@ -80,21 +81,22 @@ class KafkaSink:
                                                 cfg.dead_letter_max_bytes),
                                  pipeline=name, topic=cfg.topic, clock=clock,
                                  counter=self._m.dead_letters)
-        # The caller's state is guarded by _lock (never held while waiting); kafka-python's
-        # callbacks touch only _done_q, _wake and, via _abort, _abort_lock.
+        # The caller's state is guarded by _lock (never held while waiting); the client's
+        # callbacks touch only the inbox (_done_q, _wake) and, via _on_failure, _abort_lock.
         self._lock = threading.Lock()
         self._abort_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._inbox = Inbox(self._on_failure)
+        self._wake = self._inbox.wake
+        self._done_q = self._inbox.done
         self._notify: Callable[[], None] | None = None
-        self._waiting = False  # a caller waits on _wake: callbacks set it (else they skip it)
         # Counted per record, added to the prometheus counters once per _pump (cheaper).
         self._n_sent = self._n_bytes = self._n_acked = 0
         self._key_bytes: dict[str, bytes] = {}
         self._topic = cfg.topic
-        self._done_q: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self._files: dict[str, collections.deque[Entry]] = {}
         self._acks: dict[str, int] = {}
         self._inflight_bytes = 0
+        self._settled = False  # completions were taken since the handled prefixes were dropped
         self._producer: Producer | None = None
         self._gen = 0
         self._outstanding: collections.Counter[int] = collections.Counter()
@@ -142,14 +144,7 @@ class KafkaSink:
                 self._raise_if_fatal()
                 if self._closed:
                     raise SinkClosed(i)
-                limit = self.cfg.max_inflight_bytes
-                while i < len(records):
-                    size = record_size(records[i])
-                    # Always room for one record, however large, when nothing is held.
-                    if self._inflight_bytes and self._inflight_bytes + size > limit:
-                        break
-                    self._accept(records[i], size)
-                    i += 1
+                i = self._accept(records, i)
                 self._m.inflight_bytes.set(self._inflight_bytes)
                 if i == len(records):
                     self._flush_counts()
@@ -163,9 +158,23 @@ class KafkaSink:
 
     def poll_acked(self) -> list[tuple[str, int]]:
         """(file key, end offset) for each file whose handled prefix grew since the last call:
-        every record of that file up to `end` is acknowledged by Kafka or dead-lettered."""
+        every record of that file up to `end` is acknowledged by Kafka or dead-lettered.
+
+        While records are held, set_notify's function is also called, once, when an eighth
+        of the records in flight (at least one) completed after this call: a caller that now
+        waits elsewhere (a source that stopped reading at its read-ahead bound until
+        acknowledgements come back) is woken with a useful amount of them instead of sleeping
+        out its timeout, and not per completion (each wake-up costs the caller an empty loop).
+        Armed before the pump, so completions racing with it still count."""
         with self._lock:
+            inbox = self._inbox
+            if inbox.notify is not None and self._files:
+                inbox.notify_after = max(1, self._outstanding[self._gen] // _NOTIFY_FRACTION)
+            else:
+                inbox.notify_after = 0
             self._pump()
+            if not self._files:
+                inbox.notify_after = 0
             self._raise_if_fatal()
             out = list(self._acks.items())
             self._acks.clear()
@@ -178,8 +187,10 @@ class KafkaSink:
         return not self._files and self._retry_at is None and not self._is_aborted(self._gen)
 
     def set_notify(self, notify: Callable[[], None]) -> None:
-        """Called (from another thread) when the sink has news for an idle caller."""
+        """Called (from another thread) when the sink has news for an idle caller, and after
+        poll_acked once part of what is in flight completed (see there)."""
         self._notify = notify
+        self._inbox.notify = notify
 
     @property
     def inflight_bytes(self) -> int:
@@ -236,12 +247,12 @@ class KafkaSink:
     def _wait(self, secs: float) -> None:
         """Wait for a completion (or `secs`). The flag is raised before the queue is checked, so
         a completion queued after the check finds it raised and sets the event."""
-        self._waiting = True
+        self._inbox.waiting = True
         try:
-            if self._done_q.empty():
+            if not self._done_q:
                 self._wake.wait(secs)
         finally:
-            self._waiting = False
+            self._inbox.waiting = False
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
@@ -256,68 +267,115 @@ class KafkaSink:
             limits.append(max(0.0, self._retry_at - now))
         return min(limits)
 
-    def _accept(self, rec: OutRecord, size: int) -> None:
-        entry = Entry(rec, size)
-        q = self._files.get(rec.key)
-        if q is None:
-            q = self._files[rec.key] = collections.deque()
-        q.append(entry)
-        self._inflight_bytes += size
-        if self._suspects:
-            self._held = True
-        elif self._producer is not None and not self._is_aborted(self._gen):
-            self._send(entry)
+    def _accept(self, records: Sequence[OutRecord], i: int) -> int:
+        """Take records[i:] while they fit in max_inflight_bytes (always one, however large,
+        when nothing is held) and send them unless isolation holds them or there is no
+        producer; returns the index of the first record not taken. One pass per batch: the
+        per-record work here is the hot path of forwarding (issue 13)."""
+        limit = self.cfg.max_inflight_bytes
+        inflight = self._inflight_bytes
+        files = self._files
+        taken: list[Entry] = []
+        append = taken.append
+        n = len(records)
+        last_key: str | None = None
+        q: collections.deque[Entry] | None = None
+        while i < n:
+            rec = records[i]
+            size = rec.size
+            if inflight and inflight + size > limit:
+                break
+            inflight += size
+            key = rec.key
+            if key is not last_key or q is None:
+                q = files.get(key)
+                if q is None:
+                    q = files[key] = collections.deque()
+                last_key = key
+            entry = Entry(rec)
+            q.append(entry)
+            append(entry)
+            i += 1
+        self._inflight_bytes = inflight
+        if taken:
+            if self._suspects:
+                self._held = True
+            elif self._producer is not None and not self._is_aborted(self._gen):
+                self._send_many(taken)
+        return i
 
     def _send(self, entry: Entry, *, alone: bool = False) -> None:
-        assert self._producer is not None
-        gen = self._gen
-        if entry.gen >= 0:
-            self._m.retries.inc()
-        entry.gen = gen
-        entry.alone = alone
         if alone:
             self._alone = entry
-        rec = entry.rec
-        key = self._key_bytes.get(rec.key)
-        if key is None:
-            if len(self._key_bytes) >= 4096:  # bounded: only files with records in flight
-                self._key_bytes.clear()
-            key = self._key_bytes[rec.key] = rec.key.encode("utf-8", "surrogateescape")
-        headers = rec.headers if type(rec.headers) is list else list(rec.headers)
-        # One small object per send serves as its callback: fewer allocations per record
-        # matter here (they drive the garbage collector on the hot path).
-        done = Completion(self, entry, gen)
-        try:
-            self._producer.send(self._topic, key=key, value=rec.value, headers=headers,
-                                on_done=done)
-        except Exception as e:  # sorted by classify, the one place that knows kafka errors
-            # Raised by send() itself, so about this record alone (client-side size check,
-            # topic authorization from metadata): a REJECT is certain, the producer still fine.
-            entry.alone = True
-            self._outstanding[gen] += 1
-            done.exc = e
-            self._done_q.put(done)
-            if classify(e).kind is not Kind.REJECT:
-                self._abort(gen)
-            return
-        n = self._outstanding[gen]
-        if not n:  # nothing was in flight: waiting for an acknowledgement starts now
-            self._progress_at = self._clock.monotonic()
-        self._outstanding[gen] = n + 1
-        self._n_sent += 1
-        self._n_bytes += len(rec.value)
+        self._send_many((entry,), alone=alone)
 
-    def on_completion(self, done: Completion) -> None:
-        """Callback (the client's thread): queue the result; on any failure abort the
-        producer before it sends anything more. (After a non-retriable batch error kafka-python
-        3.x puts an idempotent producer in a fatal state and fails every other batch with the
-        same error, so that error does not prove which record was bad: see _complete.)"""
-        self._done_q.put(done)
-        if done.exc is not None:
-            self._abort(done.gen)
-            self._wake.set()
-        elif self._waiting:
-            self._wake.set()
+    def _send_many(self, entries: Sequence[Entry], *, alone: bool = False) -> None:
+        """Send `entries` (each file's in order) with the current producer; stops when it is
+        aborted (a failure callback on the client's thread may do so meanwhile)."""
+        producer = self._producer
+        assert producer is not None
+        send = producer.send
+        gen = self._gen
+        topic = self._topic
+        aborted = self._aborted
+        outstanding = self._outstanding
+        inbox = self._inbox
+        in_flight_before = outstanding[gen]
+        sent = nbytes = retries = 0
+        last_key: str | None = None
+        key = b""
+        for entry in entries:
+            if gen in aborted:  # a set lookup is atomic; writers hold _abort_lock
+                break
+            if entry.gen >= 0:
+                retries += 1
+            entry.gen = gen
+            entry.alone = alone
+            rec = entry.rec
+            if rec.key is not last_key:
+                last_key = rec.key
+                key = self._key_bytes.get(last_key) or self._encode_key(last_key)
+            headers = rec.headers if type(rec.headers) is list else list(rec.headers)
+            # One small object per send serves as its callback: fewer allocations per record
+            # matter here (they drive the garbage collector on the hot path).
+            done = Completion(inbox, entry, gen)
+            try:
+                send(topic, key=key, value=rec.value, headers=headers, on_done=done)
+            except Exception as e:  # sorted by classify, the one place that knows kafka errors
+                # Raised by send() itself, so about this record alone (client-side size check,
+                # topic authorization from metadata): a REJECT is certain, the producer fine.
+                entry.alone = True
+                outstanding[gen] += 1
+                done.exc = e
+                self._done_q.append(done)
+                if classify(e).kind is not Kind.REJECT:
+                    self._abort(gen)
+                continue
+            sent += 1
+            nbytes += len(rec.value)
+        if sent:
+            if not in_flight_before:  # nothing was in flight: waiting for an ack starts now
+                self._progress_at = self._clock.monotonic()
+            outstanding[gen] += sent
+            self._n_sent += sent
+            self._n_bytes += nbytes
+        if retries:
+            self._m.retries.inc(retries)
+
+    def _encode_key(self, key: str) -> bytes:
+        if len(self._key_bytes) >= 4096:  # bounded: only files with records in flight
+            self._key_bytes.clear()
+        b = self._key_bytes[key] = key.encode("utf-8", "surrogateescape")
+        return b
+
+    def _on_failure(self, gen: int) -> None:
+        """A delivery of generation `gen` failed (the client's thread; the completion is
+        queued already): abort the producer before it sends anything more. (After a
+        non-retriable batch error kafka-python 3.x puts an idempotent producer in a fatal state
+        and fails every other batch with the same error, so that error does not prove which
+        record was bad: see _complete.)"""
+        self._abort(gen)
+        self._wake.set()
 
     def _is_aborted(self, gen: int) -> bool:
         return gen in self._aborted  # a set lookup is atomic; writers hold _abort_lock
@@ -339,16 +397,8 @@ class KafkaSink:
         if producer is not None and (err := producer.poll_error()) is not None:
             self._producer_error(err)
         acked_before = self._n_acked
-        while True:
-            try:
-                done = self._done_q.get_nowait()
-            except queue.Empty:
-                break
-            entry, gen, exc = done.entry, done.gen, done.exc
-            self._outstanding[gen] -= 1
-            if self._outstanding[gen] <= 0:
-                del self._outstanding[gen]
-            self._complete(entry, gen, exc)
+        if self._done_q:
+            self._take_completions()
         now = self._clock.monotonic()
         if self._n_acked != acked_before:
             self._progress_at = now
@@ -376,19 +426,74 @@ class KafkaSink:
                 and not self._is_aborted(self._gen) and self._held:
             # The record sent alone is settled: the next one, or back to normal sending.
             self._dispatch()
-        for key in list(self._files):
-            entries = self._files[key]
-            end = None
-            while entries and entries[0].done:
-                e = entries.popleft()
-                self._inflight_bytes -= e.size
-                end = e.rec.end
-            if end is not None:
-                self._acks[key] = end
-            if not entries:
-                del self._files[key]
+        if self._settled:
+            self._settled = False
+            self._collect_acks()
         self._m.inflight_bytes.set(self._inflight_bytes)
         self._flush_counts()
+
+    def _take_completions(self) -> None:
+        """Process the queued completions: successes inline (the hot path), the rest by
+        _complete."""
+        pop = self._done_q.popleft
+        gen = -1
+        count = 0  # completions of generation `gen` not yet subtracted from outstanding
+        acked = 0
+        while True:
+            try:
+                done = pop()
+            except IndexError:
+                break
+            if done.gen != gen:
+                if count:
+                    self._count_done(gen, count)
+                gen, count = done.gen, 0
+            count += 1
+            entry = done.entry
+            if done.exc is None:
+                if entry.done:
+                    continue
+                if entry is self._alone and gen == entry.gen:
+                    self._alone = None
+                entry.done = True
+                if entry.suspect:
+                    entry.suspect = False
+                    self._suspects -= 1
+                acked += 1
+            else:
+                self._complete(entry, gen, done.exc)
+        if count:
+            self._count_done(gen, count)
+        if acked:
+            self._attempt = 0
+            self._n_acked += acked
+        self._settled = True
+
+    def _count_done(self, gen: int, count: int) -> None:
+        """`count` completions of generation `gen` arrived: fewer of its sends are in flight."""
+        n = self._outstanding[gen] - count
+        if n <= 0:
+            self._outstanding.pop(gen, None)
+        else:
+            self._outstanding[gen] = n
+
+    def _collect_acks(self) -> None:
+        """Drop each file's handled prefix (acknowledged or dead-lettered) and note its end."""
+        inflight = self._inflight_bytes
+        for key in list(self._files):
+            entries = self._files[key]
+            if not entries[0].done:
+                continue
+            popleft = entries.popleft
+            e = popleft()
+            inflight -= e.size
+            while entries and entries[0].done:
+                e = popleft()
+                inflight -= e.size
+            self._acks[key] = e.rec.end
+            if not entries:
+                del self._files[key]
+        self._inflight_bytes = inflight
 
     def _flush_counts(self) -> None:
         if self._n_sent:
@@ -556,12 +661,11 @@ class KafkaSink:
                     head = next(e for e in entries if not e.done)
                     self._send(head, alone=True)
                     return
+        gen = self._gen
         for entries in list(self._files.values()):
-            for entry in entries:
-                if self._is_aborted(self._gen):
-                    return
-                if not entry.done and entry.gen != self._gen:
-                    self._send(entry)
+            if self._is_aborted(gen):
+                return
+            self._send_many([e for e in entries if not e.done and e.gen != gen])
 
     def _fail(self, err: FatalError) -> None:
         if self._fatal is None:

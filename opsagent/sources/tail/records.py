@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import functools
+import itertools
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple, cast
 
 from opsagent.sources.tail.identity import FileKey
 from opsagent.sources.tail.reader import Seg, TailedFile
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Record:
-    """One line (or one joined multiline group) of one file."""
+class Record(NamedTuple):
+    """One line (or one joined multiline group) of one file. A named tuple, not a frozen
+    dataclass: one is made per line forwarded, and a frozen dataclass costs ~1.3 µs to
+    construct (object.__setattr__ per field) against ~0.1 µs for a tuple (issue 13)."""
 
     key: FileKey
     path: str  # path at read time (may be a rotated name)
@@ -45,23 +50,31 @@ class Batch:
         return len(self.cut)
 
 
+# Record from a 7-tuple, without a Python-level call: map() over zip() builds a regular
+# segment's records entirely in C.
+_new_record = cast(Callable[[Iterable[Any]], Record], functools.partial(tuple.__new__, Record))
+
+
 def to_records(parts: list[tuple[TailedFile, list[Seg]]]) -> list[Record]:
     out: list[Record] = []
-    append = out.append
-    rec = Record
+    repeat = itertools.repeat
     for f, segs in parts:
         path, fields = f.path, f.fields
         for seg in segs:
             key = seg.key
             if not seg.regular:
-                append(rec(key, path, seg.start, seg.end, seg.lines[0], seg.truncated,
-                           fields))
+                out.append(Record(key, path, seg.start, seg.end, seg.lines[0], seg.truncated,
+                                  fields))
                 continue
-            pos = seg.start
-            for line in seg.lines:
-                end = pos + len(line) + 1
-                append(rec(key, path, pos, end, line, False, fields))
-                pos = end
+            # Offsets are implied: each line spans len(line) + 1 bytes (its newline), so line
+            # k starts at start + (lengths before it) + k.
+            pos = list(map(operator.add,
+                           itertools.accumulate(map(len, seg.lines), initial=seg.start),
+                           itertools.count()))
+            ends = iter(pos)
+            next(ends)
+            out.extend(map(_new_record, zip(repeat(key), repeat(path), pos, ends, seg.lines,
+                                            repeat(False), repeat(fields), strict=False)))
     return out
 
 def to_batches(parts: list[tuple[TailedFile, list[Seg]]]) -> list[Batch]:

@@ -18,6 +18,7 @@ from opsagent.errors import RetriableError
 from opsagent.pipelines.forward import ForwardPipeline, field_headers, json_value
 from opsagent.pipelines.forward_config import ForwardConfig
 from opsagent.sinks.kafka import KafkaSinkConfig, OutRecord, SinkFull
+from opsagent.sinks.kafka.records import record_size
 from opsagent.sources.tail import FileKey, Record, TailConfig, TailSource
 from opsagent.state.checkpoints import CheckpointStore
 
@@ -159,6 +160,20 @@ def test_build_sets_key_value_headers_and_end() -> None:
     assert dict(out[1].headers)["offset"] == b"6"
 
 
+@pytest.mark.parametrize("value_format", ["line", "json"])
+def test_built_records_count_exactly_their_size_against_the_sinks_bound(
+        value_format: str) -> None:
+    """build() gives each record its in-flight size from per-file sums (not a walk over the
+    headers per record): it must equal record_size of what is actually sent."""
+    p = pipeline(FakeSource([]), FakeSink(), FakeClock(), value_format=value_format)
+    other = FileKey(9, 77, "ffff")
+    recs = [rec(0, b"a"), rec(2, b""), rec(3, b"x" * 5000, fields={"node": "n1", "pod": "p"}),
+            rec(0, b"rotated", key=other, path="/logs/app.log.1"),
+            rec(9_999_999_999, b"\xff\xfe", key=other, path="/logs/\udcff.log")]
+    for o in p.build(recs, 1_795_677_829_460):
+        assert o.size == record_size(o.key, o.value, o.headers)
+
+
 def test_json_envelope_is_lossless_for_invalid_utf8() -> None:
     good = json.loads(json_value(rec(10, "héllo".encode(), fields={"pod": "p"}), 99))
     assert good == {"pod": "p", "message": "héllo", "file": "/logs/app.log", "offset": 10,
@@ -167,6 +182,18 @@ def test_json_envelope_is_lossless_for_invalid_utf8() -> None:
     assert bad["message"] == "a\ufffd\ufffdb"
     import base64
     assert base64.b64decode(bad["message_b64"]) == b"a\xff\xfeb"
+
+
+def test_json_envelope_of_a_file_name_that_is_not_utf8_is_valid_json_and_lossless() -> None:
+    """A file name is attacker-controlled bytes (os.fsdecode: surrogate escapes); the envelope
+    used to fail to encode (UnicodeEncodeError out of build, stopping the pipeline)."""
+    path = "/logs/app-\udcff\udcfe.log"
+    doc = json.loads(json_value(rec(3, b"line", path=path, fields={"pod": "web-\udcff"}), 5))
+    assert doc["file"] == "/logs/app-\ufffd\ufffd.log"
+    import base64
+    assert base64.b64decode(doc["file_b64"]) == b"/logs/app-\xff\xfe.log"
+    assert (doc["pod"], doc["message"], doc["offset"]) == ("web-\ufffd", "line", 3)
+    assert "file_b64" not in json.loads(json_value(rec(0, b"x", path="/logs/caf\u00e9.log"), 1))
 
 
 def test_json_value_format_used_when_configured() -> None:
