@@ -92,6 +92,9 @@ class LibrdkafkaProducer:
         self._stop = threading.Event()
         self._work = threading.Event()  # set by send/close: records to serve, or stop
         self.sleeping = False  # the poller waits for `_work` (nothing to serve): for tests
+        # Until the cluster's metadata came, the error callback says why not (TLS, SASL): the
+        # poller serves it every _POLL_SECS and does not sleep (create_librdkafka_producer).
+        self.connected = False
         # librdkafka's log lines go to Python logging (served by poll()), under "kafka" like
         # kafka-python's, so the agent's level and rate limit apply to both.
         self._p = make({**configs, "error_cb": self._on_error,
@@ -111,7 +114,7 @@ class LibrdkafkaProducer:
         poll = p.poll
         while not stop.is_set():
             poll(_POLL_SECS)
-            if len(p) == 0:   # nothing queued, in flight, or waiting to be reported
+            if self.connected and len(p) == 0:   # nothing queued, in flight, or to report
                 work.clear()
                 # send() produces before it sets `work`: a record produced after the clear
                 # shows here, or sets `work` after this check and ends the wait.
@@ -189,8 +192,12 @@ def create_librdkafka_producer(cfg: KafkaSinkConfig, producer_class: Any = None)
         producer._p.list_topics(timeout=cfg.connect_timeout_ms / 1000)
     except Exception as e:  # no metadata within connect_timeout_ms
         err = LibrdkafkaError.of(e)
-        causes = producer.errors()
         producer.close(0)
+        try:
+            producer._p.poll(0)   # errors reported meanwhile, not yet served by the poller
+        except Exception:  # a failing client: the timeout alone is reported
+            pass
+        causes = producer.errors()
         for c in causes:
             verdict = classify(c)
             if verdict.kind is Kind.FATAL:
@@ -200,4 +207,5 @@ def create_librdkafka_producer(cfg: KafkaSinkConfig, producer_class: Any = None)
             raise LibrdkafkaError(err.name, f"{err}; last error: {causes[-1]}",
                                   retriable=True) from e
         raise err from e
+    producer.connected = True
     return producer

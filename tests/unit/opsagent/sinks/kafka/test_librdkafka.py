@@ -265,3 +265,32 @@ def test_an_idle_poller_sleeps_until_a_record_is_sent_and_stops_at_once() -> Non
     assert _wait_for(lambda: producer.sleeping)   # asleep again once all is reported
     producer.close(0)
     assert _wait_for(lambda: not producer._poller.is_alive(), 2.0)
+
+
+def test_the_poller_serves_errors_while_connecting() -> None:
+    """Until the metadata came, the error callback says why a connection fails (TLS, SASL):
+    the poller keeps polling (it sleeps only once connected and idle)."""
+    release = threading.Event()
+
+    class Slow(FakeRdProducer):
+        def list_topics(self, timeout: float) -> object:
+            release.wait(30)
+            return super().list_topics(timeout)
+
+    made: list[FakeRdProducer] = []
+
+    def make(conf: dict[str, Any]) -> FakeRdProducer:
+        made.append(Slow(conf))
+        return made[-1]
+
+    out: list[LibrdkafkaProducer] = []
+    t = threading.Thread(target=lambda: out.append(
+        create_librdkafka_producer(CFG, make)), daemon=True)
+    t.start()
+    assert _wait_for(lambda: bool(made) and made[0].polls >= 3)
+    assert not any(isinstance(p, LibrdkafkaProducer) and p.sleeping for p in out)
+    release.set()
+    t.join(10)
+    assert out and out[0].connected
+    assert _wait_for(lambda: out[0].sleeping)
+    out[0].close(0)
