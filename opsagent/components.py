@@ -174,8 +174,13 @@ class _Threaded:
                                         daemon=True)
         self._thread.start()
 
+    def interrupt(self) -> None:
+        """End the body's current wait (after `_stop` is set); a body that sleeps until an
+        event says how. Nothing by default."""
+
     def stop(self, timeout_secs: float) -> bool:
         self._stop.set()
+        self.interrupt()
         if self._thread is not None:
             self._thread.join(max(0.0, timeout_secs))
             return not self._thread.is_alive()
@@ -202,10 +207,8 @@ class ForwardComponent(_Threaded):
     def body(self, stop: threading.Event) -> None:
         self.pipeline.run(stop)
 
-    def stop(self, timeout_secs: float) -> bool:
-        self._stop.set()
+    def interrupt(self) -> None:
         self.pipeline.wake()  # an idle pipeline sleeps until a file event otherwise
-        return super().stop(timeout_secs)
 
     def pending_by_file(self) -> Mapping[tuple[int, int], int]:
         """Bytes of each tailed file not yet delivered (rotation must not destroy them)."""
@@ -254,12 +257,10 @@ class RotateComponent(_Threaded):
         # periodic rescan is the backstop).
         self.service.run(stop, events=self.events)
 
-    def stop(self, timeout_secs: float) -> bool:
+    def interrupt(self) -> None:
         from opsagent.rotation.loop import WAKE
 
-        self._stop.set()
         self.events.put(WAKE)  # the idle loop sleeps until its next pass otherwise
-        return super().stop(timeout_secs)
 
 
 class CronComponent(_Threaded):
@@ -286,7 +287,6 @@ class CronComponent(_Threaded):
                              grace_secs=spec.grace_secs)
         self.spec = spec
 
-    def stop(self, timeout_secs: float) -> bool:
-        self._stop.set()   # first: the thread's end is then not reported as a failure
+    def interrupt(self) -> None:
+        # After `_stop` is set: the thread's end is then not reported as a failure.
         self.app.stop()
-        return super().stop(timeout_secs)

@@ -88,7 +88,6 @@ class KafkaSink:
         self._inbox = Inbox(self._on_failure)
         self._wake = self._inbox.wake
         self._done_q = self._inbox.done
-        self._notify: Callable[[], None] | None = None
         # Counted per record, added to the prometheus counters once per _pump (cheaper).
         self._n_sent = self._n_bytes = self._n_acked = 0
         self._key_bytes: dict[str, bytes] = {}
@@ -189,7 +188,6 @@ class KafkaSink:
     def set_notify(self, notify: Callable[[], None]) -> None:
         """Called (from another thread) when the sink has news for an idle caller, and after
         poll_acked once part of what is in flight completed (see there)."""
-        self._notify = notify
         self._inbox.notify = notify
 
     @property
@@ -240,7 +238,7 @@ class KafkaSink:
     def _wake_up(self) -> None:
         """The connector's outcome is ready (its thread)."""
         self._wake.set()
-        notify = self._notify
+        notify = self._inbox.notify
         if notify is not None:
             notify()
 

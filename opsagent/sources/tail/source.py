@@ -393,14 +393,15 @@ class TailSource:
     def _save(self) -> None:
         if self._store is None:
             return
+        offsets = self._offsets()
+        if offsets == self._last_saved:
+            return
         entries: dict[str, Checkpoint] = {}
-        offsets: dict[str, tuple[int, str]] = {}
         wall = self._clock.time()
         for f in self._set.files.values():
             if f.fd < 0:
                 continue
             kid = str(f.key)
-            offsets[kid] = (f.acked, f.path)
             cp = f.saved_cp
             if cp is None or cp.offset != f.acked or cp.path != f.path or cp.id != kid:
                 try:
@@ -413,9 +414,6 @@ class TailSource:
             entries[kid] = cp
         for cp in self._set.resume_from.values():
             entries.setdefault(cp.id, cp)
-            offsets.setdefault(cp.id, (cp.offset, cp.path))
-        if offsets == self._last_saved:   # same as _offsets(), built on the way
-            return
         try:
             self._store.save(entries)
         except RetriableError as e:
